@@ -1,0 +1,22 @@
+"""Shared glue for the Hydra entry points: plain-dict config, run dir, clean errors."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from ultr.errors import DataError
+
+
+def run(fn: Callable[[dict[str, Any], str], Any], cfg: DictConfig) -> Any:
+    """Call a library workflow; bad input exits non-zero with its message on stderr, no traceback."""
+    run_dir = HydraConfig.get().runtime.output_dir
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        return fn(plain, run_dir)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

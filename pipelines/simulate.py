@@ -1,0 +1,16 @@
+"""Simulate a click log on a LETOR dataset: `python -m pipelines.simulate click_model.eta=2`."""
+
+import hydra
+from omegaconf import DictConfig
+
+from pipelines._entry import run
+from ultr.workflows import simulate
+
+
+@hydra.main(config_path="../conf", config_name="simulate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(simulate, cfg)
+
+
+if __name__ == "__main__":
+    main()

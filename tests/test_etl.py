@@ -1,0 +1,187 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import ROOT
+from ultr.data.batching import BatchIterator, query_lists, read_sessions
+from ultr.data.etl import EtlConfig, run_etl
+from ultr.data.letor import ingest_letor, read_features
+from ultr.errors import DataError
+
+
+@pytest.fixture
+def features_path(tmp_path, tiny_letor):
+    path = tmp_path / "features.parquet"
+    ingest_letor(tiny_letor, path)
+    return path
+
+
+def write_log(path, rows, **extra):
+    cols = list(zip(*rows))
+    df = pl.DataFrame({"session_id": cols[0], "query_id": cols[1], "doc_id": cols[2], "position": cols[3], "click": cols[4], **extra})
+    if str(path).endswith(".csv"):
+        df.write_csv(path)
+    else:
+        df.write_parquet(path)
+    return path
+
+
+# features rows: a1=0 a2=1 a3=2 b1=3 b2=4 c1=5 c2=6 ...
+TINY_LOG = [
+    (7, "1", "a2", 1, 0), (7, "1", "a1", 2, 1), (7, "1", "a3", 4, 1), (7, "1", "a3", 9, 0),  # gap at 3, pos 9 > K
+    (3, "2", "b2", 1, 0), (3, "2", "b1", 2, 0),  # zero-click session
+]
+
+
+def test_tiny_log_to_exact_session_table(tmp_path, features_path):
+    log = write_log(tmp_path / "log.parquet", TINY_LOG, dwell=[1.5, 2.0, 0.0, 9.0, 0.0, 0.0])
+    stats = run_etl(log, features_path, tmp_path / "out", EtlConfig(list_size=4))
+    t = pq.read_table(tmp_path / "out" / "sessions").to_pydict()
+    assert t["session_id"] == [3, 7]  # ordered by session id
+    assert t["query_id"] == ["2", "1"]
+    assert t["doc_index"] == [[4, 3, -1, -1], [1, 0, -1, 2]]
+    assert t["position"] == [[1, 2, 0, 0], [1, 2, 0, 4]]
+    assert t["click"] == [[0, 0, 0, 0], [0, 1, 0, 1]]
+    assert t["mask"] == [[True, True, False, False], [True, True, False, True]]
+    assert t["dwell"] == [[0.0, 0.0, 0.0, 0.0], [1.5, 2.0, 0.0, 0.0]]
+    assert stats["sessions"] == 2 and stats["impressions"] == 5 and stats["clicks"] == 2
+    assert stats["zero_click_sessions"] == 1
+    assert stats["dropped_rows"] == {"missing_features": 0, "beyond_list_size": 1}
+    assert stats["clicks_per_position"] == [0, 1, 0, 1]
+    assert stats["impressions_per_position"] == [2, 2, 0, 1]
+    assert stats["ctr_per_position"] == [0.0, 0.5, 0.0, 1.0]
+    assert json.loads((tmp_path / "out" / "stats.json").read_text())["sessions"] == 2
+
+
+def test_drop_zero_click_and_missing_feature_policy(tmp_path, features_path):
+    rows = TINY_LOG + [(9, "1", "zz", 1, 1), (9, "1", "a1", 2, 0)]
+    log = write_log(tmp_path / "log.parquet", rows)
+    with pytest.raises(DataError, match=r"row 6: document \(query_id='1', doc_id='zz'\) is not in the features table"):
+        run_etl(log, features_path, tmp_path / "o1", EtlConfig(list_size=4))
+    stats = run_etl(log, features_path, tmp_path / "o2", EtlConfig(list_size=4, missing_features="drop", drop_zero_click_sessions=True))
+    assert stats["dropped_rows"]["missing_features"] == 1
+    assert stats["dropped_sessions"] == {"zero_click": 2}  # session 3, and session 9 once its click is dropped
+    assert stats["sessions"] == 1
+
+
+@pytest.mark.parametrize(
+    "rows,msg",
+    [
+        ([(1, "1", "a1", 0, 0)], r"row 0: column 'position' is 0; positions are 1-based"),
+        ([(1, "1", "a1", 1, 2)], r"row 0: column 'click' is 2; clicks must be 0 or 1"),
+        ([(1, "1", "a1", 1, 0), (1, "1", "a2", 1, 1)], r"session 1 shows position 1 more than once \(rows \[0, 1\]\)"),
+        ([(1, "1", "a1", 1, 0), (1, "2", "b1", 2, 1)], r"row 1: session 1 has more than one query_id"),
+    ],
+)
+def test_bad_values(tmp_path, features_path, rows, msg):
+    with pytest.raises(DataError, match=msg):
+        run_etl(write_log(tmp_path / "log.parquet", rows), features_path, tmp_path / "out")
+    assert not (tmp_path / "out" / "sessions").exists()  # nothing half-written
+
+
+def test_csv_non_numeric_and_missing_column(tmp_path, features_path):
+    csv = tmp_path / "log.csv"
+    csv.write_text("session_id,query_id,doc_id,position,click\n1,1,a1,1,0\n1,1,a2,two,1\n")
+    with pytest.raises(DataError, match=r"log.csv:3 \(data row 2\): column 'position' is 'two'"):
+        run_etl(csv, features_path, tmp_path / "out")
+    bad = tmp_path / "nocol.csv"
+    bad.write_text("session_id,query_id,doc,position,click\n1,1,a1,1,0\n")
+    with pytest.raises(DataError, match=r"missing column\(s\) \['doc_id'\]"):
+        run_etl(bad, features_path, tmp_path / "out")
+    stats = run_etl(bad, features_path, tmp_path / "out", columns={"doc_id": "doc"})
+    assert stats["sessions"] == 1
+    empty = tmp_path / "empty.csv"
+    empty.write_text("session_id,query_id,doc_id,position,click\n")
+    with pytest.raises(DataError, match="no rows"):
+        run_etl(empty, features_path, tmp_path / "out")
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), shard_rows=st.sampled_from([3, 17, 1000]))
+def test_sharding_keeps_sessions_whole_and_equal(tmp_path_factory, seed, shard_rows):
+    """Property: any shard size gives the same set of session rows, each session in one shard."""
+    tmp = tmp_path_factory.mktemp("shard")
+    f = tmp / "features.parquet"
+    ingest_letor({"train": _letor(tmp, seed)}, f)
+    ft = read_features(f)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(40):
+        q = rng.integers(0, 4)
+        docs = np.flatnonzero(ft.query_ids == str(q))
+        shown = rng.permutation(docs)[: rng.integers(1, len(docs) + 1)]
+        for pos, d in enumerate(shown, start=1):
+            rows.append((int(s * 13 % 41), str(q), ft.doc_ids[d], pos, int(rng.integers(0, 2))))
+    log = write_log(tmp / "log.parquet", rows)
+    one = run_etl(log, f, tmp / "one", EtlConfig(list_size=5, shard_rows=10**9))
+    many = run_etl(log, f, tmp / "many", EtlConfig(list_size=5, shard_rows=shard_rows))
+    a = pl.read_parquet(tmp / "one" / "sessions" / "*.parquet").sort("session_id")
+    shards = [pl.read_parquet(p) for p in sorted((tmp / "many" / "sessions").glob("*.parquet"))]
+    ids = [set(s["session_id"].to_list()) for s in shards]
+    assert sum(len(i) for i in ids) == len(set().union(*ids))  # no session in two shards
+    assert pl.concat(shards).sort("session_id").equals(a)
+    assert one["clicks_per_position"] == many["clicks_per_position"]
+    assert many["shards"] == len(shards)
+
+
+def _letor(tmp, seed):
+    rng = np.random.default_rng(seed)
+    lines = [f"{rng.integers(0, 3)} qid:{q} 1:{rng.random():.3f} 2:{rng.random():.3f}" for q in range(4) for _ in range(6)]
+    (tmp / "train.txt").write_text("\n".join(lines) + "\n")
+    return tmp / "train.txt"
+
+
+def test_batches_fixed_shape_and_cover_epoch(tmp_path, features_path):
+    log = write_log(tmp_path / "log.parquet", TINY_LOG + [(11, "3", "c1", 1, 1)])
+    run_etl(log, features_path, tmp_path / "out", EtlConfig(list_size=4))
+    s = read_sessions(tmp_path / "out")
+    it = BatchIterator(s, batch_size=2, seed=0)
+    seen = np.concatenate([it.next_indices() for _ in range(3)])
+    assert sorted(seen[:3].tolist()) == [0, 1, 2]  # first epoch visits every session once
+    b = next(it)
+    assert {k: v.shape for k, v in b.items()} == {k: (2, 4) for k in ("doc_index", "position", "click", "mask")}
+    assert b["doc_index"].min() >= 0
+
+
+def test_query_lists(features_path):
+    ql = query_lists(read_features(features_path), "test")
+    assert ql.query_id.tolist() == ["6", "7"]
+    assert ql.label.tolist() == [[2, 0, 1], [0, 0, 0]]
+    assert ql.mask.tolist() == [[True, True, True], [True, False, False]]
+
+
+def test_data_layer_does_not_import_jax():
+    code = "import sys, ultr.data.etl, ultr.data.batching, ultr.simulation.simulate; print('jax' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_cli_contract_simulate_then_etl(tmp_path, tiny_letor):
+    sim, etl = tmp_path / "sim", tmp_path / "etl"
+    root = tiny_letor["train"].parent
+    subprocess.run(
+        [sys.executable, "-m", "pipelines.simulate", f"hydra.run.dir={sim}", f"data.root={root}", "data.fold=null",
+         "data.num_features=null", "simulation.sessions=2000", "simulation.list_size=3", "click_model.eta=2"],
+        cwd=ROOT, check=True, capture_output=True,
+    )
+    assert {"clicks.parquet", "propensities.json", "features.parquet", "simulation.json"} <= {p.name for p in sim.iterdir()}
+    subprocess.run(
+        [sys.executable, "-m", "pipelines.etl", f"log.path={sim / 'clicks.parquet'}", f"features.path={sim / 'features.parquet'}",
+         f"hydra.run.dir={etl}", "etl.list_size=3"],
+        cwd=ROOT, check=True, capture_output=True,
+    )
+    stats = json.loads((etl / "stats.json").read_text())
+    assert stats["sessions"] == 2000 and len(stats["ctr_per_position"]) == 3
+    assert {"sessions", "impressions", "clicks", "clicks_per_position", "ctr_per_position", "dropped_rows"} <= stats.keys()
+    bad = subprocess.run(
+        [sys.executable, "-m", "pipelines.etl", f"log.path={tmp_path / 'nope.parquet'}", f"hydra.run.dir={tmp_path / 'x'}"],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert bad.returncode != 0 and "nope.parquet: click log not found" in bad.stderr

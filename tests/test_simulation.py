@@ -1,0 +1,97 @@
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ultr.data.letor import ingest_letor, read_features
+from ultr.simulation.click_models import EYE_TRACKING_THETA, PositionBasedModel, graded_relevance
+from ultr.simulation.logging_policy import fit_linear_policy, top_k_lists
+from ultr.simulation.simulate import run_simulation, simulate_sessions
+
+
+def test_pbm_closed_form_golden():
+    m = PositionBasedModel(y_max=2, eta=1.0)
+    # label 2 of y_max 2 -> attraction 1.0; label 0 -> eps_neg 0.1; label 1 -> 0.1 + 0.9 * 1/3 = 0.4
+    p = m.click_probability(np.array([[2, 0, 1]]), np.array([[1, 2, 3]]))
+    np.testing.assert_allclose(p, [[0.68, 0.061, 0.192]])
+    m2 = PositionBasedModel(y_max=2, eta=2.0)
+    np.testing.assert_allclose(m2.examination(np.array([1, 12])), [0.68**2, 0.06**2])  # >10 reuses the last
+    inv = PositionBasedModel(y_max=4, curve="inverse")
+    np.testing.assert_allclose(inv.examination(np.array([1, 2, 4])), [1.0, 0.5, 0.25])
+    np.testing.assert_allclose(graded_relevance(np.array([0, 4]), 4, 0.1, 1.0), [0.1, 1.0])
+
+
+@settings(max_examples=15, deadline=None)
+@given(eta=st.sampled_from([0.5, 1.0, 2.0]), y_max=st.integers(1, 4), seed=st.integers(0, 2**31 - 1))
+def test_pbm_empirical_ctr_matches_closed_form(eta, y_max, seed):
+    m = PositionBasedModel(y_max=y_max, eta=eta)
+    n, k = 40_000, 10
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, y_max + 1, size=(n, k))
+    positions = np.broadcast_to(np.arange(1, k + 1), (n, k))
+    clicks = m.sample(labels, positions, np.ones((n, k), bool), rng)
+    for y in range(y_max + 1):
+        for pos in (1, 5, 10):
+            sel = labels[:, pos - 1] == y
+            p = m.click_probability(np.array([y]), np.array([pos]))[0]
+            emp = clicks[sel, pos - 1].mean()
+            assert abs(emp - p) <= 5 * np.sqrt(p * (1 - p) / sel.sum()) + 1e-3
+
+
+def test_masked_items_never_click():
+    m = PositionBasedModel(y_max=2)
+    mask = np.zeros((100, 10), bool)
+    clicks = m.sample(np.full((100, 10), 2), np.broadcast_to(np.arange(1, 11), (100, 10)), mask, np.random.default_rng(0))
+    assert clicks.sum() == 0 and clicks.dtype == np.int8
+
+
+def test_top_k_lists_golden():
+    qids = np.array(["b", "a", "a", "b", "a", "a"])
+    scores = np.array([0.1, 0.5, 0.9, 0.3, 0.5, 0.0])
+    uq, docs, mask = top_k_lists(qids, scores, 3)
+    assert uq.tolist() == ["a", "b"]
+    assert docs.tolist() == [[2, 1, 4], [3, 0, -1]]  # ties keep file order
+    assert mask.tolist() == [[True, True, True], [True, True, False]]
+
+
+def test_policy_uses_at_least_min_queries():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = (x[:, 0] > 0).astype(np.int8)
+    q = np.repeat(np.arange(20), 10).astype(str)
+    pol = fit_linear_policy(x, y, q, fraction=0.01, min_queries=5, rng=np.random.default_rng(1))
+    assert len(pol.train_queries) == 5
+    assert pol.weights[0] > abs(pol.weights[1])  # learned the informative feature
+
+
+@pytest.fixture
+def features(tmp_path, tiny_letor):
+    ingest_letor(tiny_letor, tmp_path / "f.parquet")
+    return read_features(tmp_path / "f.parquet")
+
+
+def test_simulation_is_deterministic_bytewise(tmp_path, features):
+    model = PositionBasedModel(y_max=2)
+    kw = dict(sessions=5000, list_size=2, policy_fraction=0.01, policy_min_queries=2, config={})
+    run_simulation(features, model, tmp_path / "a", seed=7, **kw)
+    run_simulation(features, model, tmp_path / "b", seed=7, **kw)
+    run_simulation(features, model, tmp_path / "c", seed=8, **kw)
+    a = (tmp_path / "a" / "clicks.parquet").read_bytes()
+    assert a == (tmp_path / "b" / "clicks.parquet").read_bytes()
+    assert a != (tmp_path / "c" / "clicks.parquet").read_bytes()
+    props = json.loads((tmp_path / "a" / "propensities.json").read_text())
+    assert props["positions"] == [1, 2]
+    np.testing.assert_allclose(props["relative"], [1.0, EYE_TRACKING_THETA[1] / EYE_TRACKING_THETA[0]])
+
+
+def test_sessions_show_only_train_queries_and_top_k(features):
+    log = simulate_sessions(features, PositionBasedModel(y_max=2), sessions=3000, list_size=2, seed=0, policy_min_queries=2)
+    assert sorted(log.query_ids.tolist()) == ["1", "2", "3"]
+    shown = log.displayed[log.session_query]
+    assert (features.splits[shown[shown >= 0]] == "train").all()
+    # queries drawn uniformly
+    counts = np.bincount(log.session_query, minlength=3)
+    assert np.all(np.abs(counts / 3000 - 1 / 3) < 0.04)
+    assert log.clicks.shape == (3000, 2)

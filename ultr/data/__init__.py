@@ -1,0 +1,1 @@
+"""Data layer: schemas, LETOR ingest, click-log ETL and batching. Never imports JAX."""

@@ -1,0 +1,138 @@
+"""Session tables and candidate lists as fixed-shape NumPy arrays, and the batch iterator that feeds
+training. No JAX here: batches are plain arrays, so input preparation runs anywhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ultr.data.letor import FeatureTable
+from ultr.errors import DataError
+
+
+@dataclass
+class Sessions:
+    """All sessions of a session table: lists on the last axis, slot k = position k+1."""
+
+    session_id: np.ndarray  # int64 [S]
+    query_id: np.ndarray  # object [S]
+    doc_index: np.ndarray  # int32 [S, K], -1 = padding
+    position: np.ndarray  # int16 [S, K]
+    click: np.ndarray  # int8 [S, K]
+    mask: np.ndarray  # bool [S, K]
+
+    def __len__(self) -> int:
+        return len(self.session_id)
+
+    @property
+    def list_size(self) -> int:
+        return self.doc_index.shape[1]
+
+
+def _fixed(col: pa.ChunkedArray, dtype) -> np.ndarray:
+    arr = col.combine_chunks()
+    k = arr.type.list_size
+    return arr.flatten().to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(-1, k)
+
+
+def read_sessions(path: str | Path) -> Sessions:
+    """Read every shard of `path/sessions` (or a directory of shards, or one shard file)."""
+    path = Path(path)
+    if path.is_dir() and (path / "sessions").is_dir():
+        path = path / "sessions"
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    if not files:
+        raise DataError(f"{path}: no session shards (*.parquet); run `python -m pipelines.etl` first")
+    table = pa.concat_tables(pq.read_table(f) for f in files)
+    for col in ("session_id", "query_id", "doc_index", "position", "click", "mask"):
+        if col not in table.column_names:
+            raise DataError(f"{files[0]}: column {col!r} missing; not a session table written by ultr")
+    return Sessions(
+        session_id=table.column("session_id").to_numpy(),
+        query_id=np.asarray(table.column("query_id").to_pylist(), dtype=object),
+        doc_index=_fixed(table.column("doc_index"), np.int32),
+        position=_fixed(table.column("position"), np.int16),
+        click=_fixed(table.column("click"), np.int8),
+        mask=_fixed(table.column("mask"), bool),
+    )
+
+
+class BatchIterator:
+    """Endless fixed-size batches over sessions, reshuffled each epoch with a seeded PRNG.
+
+    Every batch has exactly `batch_size` rows (epochs wrap), so jitted steps see one shape only.
+    """
+
+    def __init__(self, sessions: Sessions, batch_size: int, seed: int, shuffle: bool = True) -> None:
+        if len(sessions) == 0:
+            raise DataError("no sessions to train on (all were dropped or the log is empty)")
+        self.s = sessions
+        self.batch_size = batch_size
+        self.rng = np.random.default_rng(seed)
+        self.shuffle = shuffle
+        self.epoch = 0
+        self._order = self._new_order()
+        self._pos = 0
+
+    def _new_order(self) -> np.ndarray:
+        n = len(self.s)
+        return self.rng.permutation(n) if self.shuffle else np.arange(n)
+
+    def next_indices(self) -> np.ndarray:
+        out = np.empty(self.batch_size, dtype=np.int64)
+        filled = 0
+        while filled < self.batch_size:
+            take = min(self.batch_size - filled, len(self._order) - self._pos)
+            out[filled : filled + take] = self._order[self._pos : self._pos + take]
+            filled += take
+            self._pos += take
+            if self._pos == len(self._order):
+                self.epoch += 1
+                self._order, self._pos = self._new_order(), 0
+        return out
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        i = self.next_indices()
+        return {
+            "doc_index": np.maximum(self.s.doc_index[i], 0),  # padding points at row 0; the mask hides it
+            "position": self.s.position[i].astype(np.int32),
+            "click": self.s.click[i].astype(np.float32),
+            "mask": self.s.mask[i],
+        }
+
+
+@dataclass
+class QueryLists:
+    """Each query's full candidate list padded to the longest one (evaluation and the oracle)."""
+
+    query_id: np.ndarray  # object [Q]
+    doc_index: np.ndarray  # int32 [Q, L], 0 where padded
+    label: np.ndarray  # float32 [Q, L]
+    mask: np.ndarray  # bool [Q, L]
+
+
+def query_lists(features: FeatureTable, split: str, pad_to: int | None = None) -> QueryLists:
+    rows = features.rows(split)
+    qids = features.query_ids[rows]
+    uq, qidx = np.unique(qids, return_inverse=True)
+    order = np.lexsort((rows, qidx))
+    q_sorted, r_sorted = qidx[order], rows[order]
+    starts = np.searchsorted(q_sorted, np.arange(len(uq)))
+    rank = np.arange(len(order)) - starts[q_sorted]
+    width = int(rank.max()) + 1
+    if pad_to is not None:
+        width = max(width, pad_to)
+    doc = np.zeros((len(uq), width), dtype=np.int32)
+    mask = np.zeros((len(uq), width), dtype=bool)
+    doc[q_sorted, rank] = r_sorted
+    mask[q_sorted, rank] = True
+    label = np.where(mask, features.labels[doc].astype(np.float32), 0.0).astype(np.float32)
+    return QueryLists(uq, doc, label, mask)

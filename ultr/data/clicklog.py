@@ -1,0 +1,74 @@
+"""Generic click logs (Parquet/CSV/JSONL with session, query, document, position, click) as lazy
+Polars frames in the one click-log schema, plus the writer the simulator uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from ultr.data.io import write_parquet
+from ultr.data.schema import CLICK_LOG_COLUMNS, CLICK_LOG_SCHEMA
+from ultr.errors import DataError
+
+ROW = "_row"  # 0-based input row, kept so every error can name the row it found
+
+
+def scan_click_log(path: str | Path, columns: Mapping[str, str] | None = None) -> pl.LazyFrame:
+    """Lazily scan a generic log; `columns` maps schema names to the file's names (e.g. {click: clicked})."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: click log not found")
+    suffixes = "".join(path.suffixes[-2:]).lower()
+    if path.is_dir() or path.suffix.lower() == ".parquet":
+        lf = pl.scan_parquet(path / "*.parquet" if path.is_dir() else path)
+    elif path.suffix.lower() in (".csv", ".tsv") or suffixes in (".csv.gz", ".tsv.gz"):
+        # Read every column as text: the cast below reports non-numeric values with their row.
+        sep = "\t" if ".tsv" in suffixes else ","
+        lf = pl.scan_csv(path, separator=sep, infer_schema=False)
+    elif path.suffix.lower() in (".jsonl", ".ndjson"):
+        lf = pl.scan_ndjson(path)
+    else:
+        raise DataError(f"{path}: unknown click-log format {path.suffix!r}; use .parquet, .csv, .tsv or .jsonl")
+    if columns:
+        rename = {src: dst for dst, src in columns.items() if src != dst}
+        lf = lf.rename(rename, strict=False)
+    schema = lf.collect_schema()
+    missing = [c for c in CLICK_LOG_COLUMNS if c not in schema]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {missing}; found {list(schema)}. "
+            f"Name them {list(CLICK_LOG_COLUMNS)} or map yours with log.columns.<name>=<your column>"
+        )
+    return lf.with_row_index(ROW)
+
+
+def write_click_log(
+    path: str | Path,
+    session_id: np.ndarray,
+    query_ids: np.ndarray,
+    query_index: np.ndarray,
+    doc_ids: np.ndarray,
+    doc_index: np.ndarray,
+    position: np.ndarray,
+    click: np.ndarray,
+) -> None:
+    """Write impressions given as integer codes into string vocabularies (no per-row Python work)."""
+
+    def decode(vocab: np.ndarray, codes: np.ndarray) -> pa.Array:
+        return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(vocab.tolist(), pa.string())).dictionary_decode()
+
+    table = pa.table(
+        {
+            "session_id": pa.array(session_id, pa.int64()),
+            "query_id": decode(query_ids, query_index),
+            "doc_id": decode(doc_ids, doc_index),
+            "position": pa.array(position, pa.int16()),
+            "click": pa.array(click, pa.int8()),
+        },
+        schema=CLICK_LOG_SCHEMA,
+    )
+    write_parquet(table, path, row_group_size=1 << 20)

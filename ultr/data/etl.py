@@ -1,0 +1,289 @@
+"""ETL: a click log (one row per impression) + features table -> session tables (one row per
+session, fixed-length lists cut to the top-K positions), with validation and a stats summary.
+
+Memory stays bounded: one streaming pass validates, one streaming pass partitions the joined log
+by session into shards, then each shard (whole sessions only) is turned into fixed-shape arrays.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ultr.data.clicklog import ROW, scan_click_log
+from ultr.data.io import atomic_dir, write_json
+from ultr.data.schema import CLICK_LOG_COLUMNS, sessions_schema
+from ultr.errors import DataError
+
+_POLARS_TYPES = {"session_id": pl.Int64, "query_id": pl.String, "doc_id": pl.String, "position": pl.Int16, "click": pl.Int8}
+
+
+@dataclass
+class EtlConfig:
+    list_size: int = 10
+    drop_zero_click_sessions: bool = False
+    missing_features: str = "error"  # error | drop
+    shard_rows: int = 4_000_000  # impressions per shard; bounds peak memory
+    row_group_sessions: int = 65_536
+
+
+def _first_bad(cond: pl.Expr, name: str) -> pl.Expr:
+    return pl.col(ROW).filter(cond).min().alias(name)
+
+
+def _row_text(source: str, row: int) -> str:
+    # CSV readers count the header as line 1; Parquet users think in 0-based rows.
+    if source.lower().endswith((".csv", ".tsv", ".csv.gz", ".tsv.gz")):
+        return f"{source}:{row + 2} (data row {row + 1})"
+    return f"{source}: row {row}"
+
+
+def run_etl(
+    log: pl.LazyFrame | str | Path,
+    features_path: str | Path | None,
+    out_dir: str | Path,
+    config: EtlConfig | None = None,
+    *,
+    source: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    doc_vocabulary: str = "features",
+) -> dict[str, Any]:
+    """Validate a click log, join document rows, and write `out_dir/sessions/*.parquet` + `stats.json`.
+
+    `log` is a path to a generic log or an already-mapped LazyFrame (from a real-log reader) with a
+    `_row` column. With `features_path=None` documents are indexed by a vocabulary of their ids
+    (ID-based rankers) written to `out_dir/doc_vocab.parquet`.
+    """
+    cfg = config or EtlConfig()
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    if isinstance(log, (str, Path)):
+        source = source or str(log)
+        lf = scan_click_log(log, columns)
+    else:
+        source = source or "<click log>"
+        lf = log
+    K = cfg.list_size
+    if cfg.missing_features not in ("error", "drop"):
+        raise DataError(f"etl.missing_features={cfg.missing_features!r}; use error or drop")
+
+    raw = lf.collect_schema()
+    extras = [c for c in raw if c not in CLICK_LOG_COLUMNS and c != ROW]
+    numeric_extras = [c for c in extras if raw[c].is_numeric() or raw[c] == pl.Boolean]
+    casts = [pl.col(c).cast(t, strict=False).alias(c) for c, t in _POLARS_TYPES.items()]
+    typed = lf.with_columns(casts)
+
+    # --- pass 1 (streaming): every value check, reporting the first offending row of each kind.
+    checks = [_first_bad(pl.col(c).is_null(), f"null_{c}") for c in CLICK_LOG_COLUMNS]
+    checks += [
+        _first_bad(pl.col("position") < 1, "bad_position"),
+        _first_bad(~pl.col("click").is_in([0, 1]), "bad_click"),
+        pl.len().alias("rows"),
+    ]
+    found = typed.select(checks).collect(engine="streaming").row(0, named=True)
+    for c in CLICK_LOG_COLUMNS:
+        row = found[f"null_{c}"]
+        if row is not None:
+            value = lf.filter(pl.col(ROW) == row).select(c).collect().item()
+            raise DataError(
+                f"{_row_text(source, row)}: column {c!r} is {value!r}, expected {CLICK_LOG_COLUMNS[c]} "
+                "(missing or not a number); fix or remove that row"
+            )
+    if found["bad_position"] is not None:
+        row = found["bad_position"]
+        value = typed.filter(pl.col(ROW) == row).select("position").collect().item()
+        raise DataError(f"{_row_text(source, row)}: column 'position' is {value}; positions are 1-based (add 1 if your log counts from 0)")
+    if found["bad_click"] is not None:
+        row = found["bad_click"]
+        value = typed.filter(pl.col(ROW) == row).select("click").collect().item()
+        raise DataError(f"{_row_text(source, row)}: column 'click' is {value}; clicks must be 0 or 1 (binarise click counts first)")
+    total_rows = int(found["rows"])
+    if total_rows == 0:
+        raise DataError(f"{source}: the click log has no rows")
+
+    # --- document rows: features-table row, or an id vocabulary for feature-less logs.
+    if features_path is not None:
+        keys = pl.scan_parquet(features_path).select("query_id", "doc_id").with_row_index("doc_index").with_columns(pl.col("doc_index").cast(pl.Int32))
+        dup = keys.group_by("query_id", "doc_id").len().filter(pl.col("len") > 1).head(1).collect()
+        if dup.height:
+            raise DataError(f"{features_path}: (query_id, doc_id) {dup.row(0)[:2]} appears more than once; document keys must be unique")
+        joined = typed.join(keys, on=["query_id", "doc_id"], how="left")
+    else:
+        vocab = typed.select("doc_id").unique().sort("doc_id").with_row_index("doc_index").with_columns(pl.col("doc_index").cast(pl.Int32)).collect(engine="streaming")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        vocab.write_parquet(out_dir / "doc_vocab.parquet.tmp")
+        (out_dir / "doc_vocab.parquet.tmp").replace(out_dir / "doc_vocab.parquet")
+        joined = typed.join(vocab.lazy(), on="doc_id", how="left")
+
+    counts = joined.select(
+        pl.col("doc_index").is_null().sum().alias("missing"),
+        _first_bad(pl.col("doc_index").is_null(), "first_missing"),
+        (pl.col("position") > K).sum().alias("beyond"),
+    ).collect(engine="streaming").row(0, named=True)
+    dropped = {"missing_features": int(counts["missing"]), "beyond_list_size": int(counts["beyond"]), "zero_click_sessions": 0}
+    if dropped["missing_features"] and cfg.missing_features == "error":
+        row = counts["first_missing"]
+        q, d = typed.filter(pl.col(ROW) == row).select("query_id", "doc_id").collect().row(0)
+        raise DataError(
+            f"{_row_text(source, row)}: document (query_id={q!r}, doc_id={d!r}) is not in the features table "
+            f"{features_path} ({dropped['missing_features']} rows like it); use the matching dataset, "
+            "or etl.missing_features=drop to drop and count them"
+        )
+    kept = joined.filter(pl.col("doc_index").is_not_null() & (pl.col("position") <= K))
+
+    n_shards = max(1, math.ceil(total_rows / cfg.shard_rows))
+    out_cols = ["session_id", "query_id", "doc_index", "position", "click", ROW, *numeric_extras]
+    stats_acc = _Accumulator(K)
+    with atomic_dir(out_dir / "sessions") as tmp_sessions:
+        if n_shards == 1:
+            parts = [kept.select(out_cols).collect(engine="streaming")]
+            _write_shards(parts, tmp_sessions, cfg, source, numeric_extras, stats_acc)
+        else:
+            staging = out_dir / ".etl-staging"
+            shutil.rmtree(staging, ignore_errors=True)
+            try:
+                kept.select(out_cols).with_columns((pl.col("session_id") % n_shards).alias("_shard")).sink_parquet(
+                    pl.PartitionBy(staging, key="_shard", include_key=False), mkdir=True
+                )
+                shard_dirs = sorted(staging.glob("_shard=*"), key=lambda p: int(p.name.split("=")[1]))
+                parts = (pl.read_parquet(d / "*.parquet") for d in shard_dirs)
+                _write_shards(parts, tmp_sessions, cfg, source, numeric_extras, stats_acc)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+
+    dropped["zero_click_sessions"] = stats_acc.zero_dropped
+    extras_not_carried = [c for c in extras if c not in numeric_extras]
+    stats = {
+        "source": source,
+        "features": str(features_path) if features_path is not None else None,
+        "list_size": K,
+        "input_rows": total_rows,
+        "sessions": stats_acc.sessions,
+        "impressions": stats_acc.impressions,
+        "clicks": stats_acc.clicks,
+        "zero_click_sessions": stats_acc.zero_click,
+        "impressions_per_position": stats_acc.shown.tolist(),
+        "clicks_per_position": stats_acc.clicked.tolist(),
+        "ctr_per_position": (stats_acc.clicked / np.maximum(stats_acc.shown, 1)).round(6).tolist(),
+        "dropped_rows": {
+            "missing_features": dropped["missing_features"],
+            "beyond_list_size": dropped["beyond_list_size"],
+        },
+        "dropped_sessions": {"zero_click": dropped["zero_click_sessions"]},
+        "extra_columns_carried": numeric_extras,
+        "extra_columns_not_carried": extras_not_carried,
+        "shards": stats_acc.shards,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    write_json(stats, out_dir / "stats.json")
+    return stats
+
+
+class _Accumulator:
+    def __init__(self, K: int) -> None:
+        self.sessions = self.impressions = self.clicks = self.zero_click = self.zero_dropped = self.shards = 0
+        self.shown = np.zeros(K, dtype=np.int64)
+        self.clicked = np.zeros(K, dtype=np.int64)
+
+
+def _write_shards(parts, out: Path, cfg: EtlConfig, source: str, extras: list[str], acc: _Accumulator) -> None:
+    for df in parts:
+        if df.height == 0:
+            continue
+        table = _sessionize(df, cfg, source, extras, acc)
+        if table.num_rows:
+            pq.write_table(table, out / f"part-{acc.shards:05d}.parquet", row_group_size=cfg.row_group_sessions)
+            acc.shards += 1
+
+
+def _sessionize(df: pl.DataFrame, cfg: EtlConfig, source: str, extras: list[str], acc: _Accumulator) -> pa.Table:
+    """Scatter one shard's impressions into [sessions, K] arrays: slot k = position k+1."""
+    K = cfg.list_size
+    sid = df["session_id"].to_numpy()
+    uniq, s_idx = np.unique(sid, return_inverse=True)
+    slot = df["position"].to_numpy().astype(np.int64) - 1
+    flat = s_idx * K + slot
+    seen = np.bincount(flat, minlength=len(uniq) * K)
+    if (seen > 1).any():
+        bad = int(np.flatnonzero(seen > 1)[0])
+        rows = df[ROW].to_numpy()[flat == bad]
+        raise DataError(
+            f"{source}: session {uniq[bad // K]} shows position {bad % K + 1} more than once (rows {sorted(rows.tolist())[:5]}); "
+            "positions must be unique within a session"
+        )
+    # Dense rank over the sorted unique strings: codes index `query_vocab` without a Python loop.
+    q_codes = (df["query_id"].rank("dense").to_numpy().astype(np.int64)) - 1
+    query_vocab = df["query_id"].unique().sort().to_numpy()
+    first_q = np.full(len(uniq), -1, dtype=np.int64)
+    first_q[s_idx[::-1]] = q_codes[::-1]  # the first row's query per session (reverse so first wins)
+    mismatch = np.flatnonzero(first_q[s_idx] != q_codes)
+    if len(mismatch):
+        r = mismatch[0]
+        raise DataError(
+            f"{_row_text(source, int(df[ROW][int(r)]))}: session {sid[r]} has more than one query_id; "
+            "a session is one query's result page (give each page its own session_id)"
+        )
+    doc = np.full((len(uniq), K), -1, dtype=np.int32)
+    click = np.zeros((len(uniq), K), dtype=np.int8)
+    doc.reshape(-1)[flat] = df["doc_index"].to_numpy()
+    click.reshape(-1)[flat] = df["click"].to_numpy()
+    mask = doc >= 0
+    position = np.where(mask, np.arange(1, K + 1, dtype=np.int16), 0).astype(np.int16)
+    queries = query_vocab[first_q]
+    extra_arrays = {}
+    for c in extras:
+        arr = np.zeros((len(uniq), K), dtype=df[c].to_numpy().dtype)
+        arr.reshape(-1)[flat] = df[c].fill_null(0).to_numpy()
+        extra_arrays[c] = arr
+
+    n_clicks = click.sum(axis=1)
+    acc.zero_click += int((n_clicks == 0).sum())
+    keep = np.ones(len(uniq), dtype=bool)
+    if cfg.drop_zero_click_sessions:
+        keep = n_clicks > 0
+        acc.zero_dropped += int((~keep).sum())
+    acc.sessions += int(keep.sum())
+    acc.impressions += int(mask[keep].sum())
+    acc.clicks += int(click[keep].sum())
+    acc.shown += mask[keep].sum(axis=0)
+    acc.clicked += click[keep].sum(axis=0)
+
+    def fixed(a: np.ndarray, t: pa.DataType) -> pa.Array:
+        return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(a[keep]).reshape(-1), t), K)
+
+    cols = {
+        "session_id": pa.array(uniq[keep], pa.int64()),
+        "query_id": pa.array(queries[keep].tolist(), pa.string()),
+        "doc_index": fixed(doc, pa.int32()),
+        "position": fixed(position, pa.int16()),
+        "click": fixed(click, pa.int8()),
+        "mask": fixed(mask, pa.bool_()),
+    }
+    schema = sessions_schema(K)
+    for c, arr in extra_arrays.items():
+        t = pa.from_numpy_dtype(arr.dtype)
+        cols[c] = fixed(arr, t)
+        schema = schema.append(pa.field(c, pa.list_(t, K), nullable=False))
+    return pa.table(cols, schema=schema)
+
+
+def print_stats(stats: dict[str, Any], file=sys.stdout) -> None:
+    print(
+        f"sessions={stats['sessions']} impressions={stats['impressions']} clicks={stats['clicks']} "
+        f"zero-click sessions={stats['zero_click_sessions']} shards={stats['shards']}",
+        file=file,
+    )
+    print("CTR per position: " + " ".join(f"{c:.3f}" for c in stats["ctr_per_position"]), file=file)
+    print(f"dropped rows: {stats['dropped_rows']}  dropped sessions: {stats['dropped_sessions']}", file=file)
+    if stats.get("extra_columns_not_carried"):
+        print(f"non-numeric extra columns not carried into session tables: {stats['extra_columns_not_carried']}", file=file)

@@ -1,0 +1,1 @@
+"""Click simulation on labelled data: logging policies, click models, session sampling (NumPy only)."""
