@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ROOT
-from ultr.data.batching import BatchIterator, query_lists, read_sessions
+from ultr.data.batching import BatchIterator, query_lists, read_sessions, session_arrays
 from ultr.data.etl import EtlConfig, run_etl
 from ultr.data.letor import ingest_letor, read_features
 from ultr.errors import DataError
@@ -142,11 +142,11 @@ def test_batches_fixed_shape_and_cover_epoch(tmp_path, features_path):
     log = write_log(tmp_path / "log.parquet", TINY_LOG + [(11, "3", "c1", 1, 1)])
     run_etl(log, features_path, tmp_path / "out", EtlConfig(list_size=4))
     s = read_sessions(tmp_path / "out")
-    it = BatchIterator(s, batch_size=2, seed=0)
+    it = BatchIterator(session_arrays(s), batch_size=2, seed=0)
     seen = np.concatenate([it.next_indices() for _ in range(3)])
     assert sorted(seen[:3].tolist()) == [0, 1, 2]  # first epoch visits every session once
     b = next(it)
-    assert {k: v.shape for k, v in b.items()} == {k: (2, 4) for k in ("doc_index", "position", "click", "mask")}
+    assert {k: v.shape for k, v in b.items()} == {k: (2, 4) for k in ("doc_index", "position", "targets", "mask")}
     assert b["doc_index"].min() >= 0
 
 

@@ -60,8 +60,12 @@ def click_model_from_config(cm: Mapping[str, Any], features: FeatureTable):
 
 def simulate(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """LETOR fold -> features.parquet -> clicks.parquet + propensities.json + simulation.json."""
+    return simulate_on(ingest(cfg["data"], run_dir), cfg, run_dir)
+
+
+def simulate_on(features: FeatureTable, cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
+    """Simulate clicks on an ingested features table (see `simulate`)."""
     run_dir = Path(run_dir)
-    features = ingest(cfg["data"], run_dir)
     model = click_model_from_config(cfg["click_model"], features)
     sim = cfg["simulation"]
     summary = run_simulation(

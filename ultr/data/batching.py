@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -63,15 +63,18 @@ def read_sessions(path: str | Path) -> Sessions:
 
 
 class BatchIterator:
-    """Endless fixed-size batches over sessions, reshuffled each epoch with a seeded PRNG.
+    """Endless fixed-size batches over the rows of equally long arrays, reshuffled each epoch with a
+    seeded PRNG. Every batch has exactly `batch_size` rows (epochs wrap), so jitted steps see one
+    shape only and never recompile."""
 
-    Every batch has exactly `batch_size` rows (epochs wrap), so jitted steps see one shape only.
-    """
-
-    def __init__(self, sessions: Sessions, batch_size: int, seed: int, shuffle: bool = True) -> None:
-        if len(sessions) == 0:
+    def __init__(self, arrays: Mapping[str, np.ndarray], batch_size: int, seed: int, shuffle: bool = True) -> None:
+        n = {len(v) for v in arrays.values()}
+        if len(n) != 1:
+            raise ValueError(f"arrays differ in length: { {k: len(v) for k, v in arrays.items()} }")
+        self.n = n.pop()
+        if self.n == 0:
             raise DataError("no sessions to train on (all were dropped or the log is empty)")
-        self.s = sessions
+        self.arrays = dict(arrays)
         self.batch_size = batch_size
         self.rng = np.random.default_rng(seed)
         self.shuffle = shuffle
@@ -80,8 +83,7 @@ class BatchIterator:
         self._pos = 0
 
     def _new_order(self) -> np.ndarray:
-        n = len(self.s)
-        return self.rng.permutation(n) if self.shuffle else np.arange(n)
+        return self.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
 
     def next_indices(self) -> np.ndarray:
         out = np.empty(self.batch_size, dtype=np.int64)
@@ -101,12 +103,17 @@ class BatchIterator:
 
     def __next__(self) -> dict[str, np.ndarray]:
         i = self.next_indices()
-        return {
-            "doc_index": np.maximum(self.s.doc_index[i], 0),  # padding points at row 0; the mask hides it
-            "position": self.s.position[i].astype(np.int32),
-            "click": self.s.click[i].astype(np.float32),
-            "mask": self.s.mask[i],
-        }
+        return {k: v[i] for k, v in self.arrays.items()}
+
+
+def session_arrays(s: Sessions) -> dict[str, np.ndarray]:
+    """Training arrays of click sessions: targets are clicks; padding points at row 0, hidden by the mask."""
+    return {
+        "doc_index": np.maximum(s.doc_index, 0),
+        "position": s.position.astype(np.int32),
+        "targets": s.click.astype(np.float32),
+        "mask": s.mask,
+    }
 
 
 @dataclass
@@ -136,3 +143,9 @@ def query_lists(features: FeatureTable, split: str, pad_to: int | None = None) -
     mask[q_sorted, rank] = True
     label = np.where(mask, features.labels[doc].astype(np.float32), 0.0).astype(np.float32)
     return QueryLists(uq, doc, label, mask)
+
+
+def list_arrays(q: QueryLists) -> dict[str, np.ndarray]:
+    """Training arrays of full candidate lists (the oracle): targets are graded labels."""
+    position = np.broadcast_to(np.arange(1, q.doc_index.shape[1] + 1, dtype=np.int32), q.doc_index.shape)
+    return {"doc_index": q.doc_index, "position": np.ascontiguousarray(position), "targets": q.label, "mask": q.mask}

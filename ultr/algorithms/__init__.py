@@ -1,0 +1,1 @@
+"""One pure objective per method over [batch, list] arrays plus a mask (rax-style signatures)."""

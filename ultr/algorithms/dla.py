@@ -1,0 +1,74 @@
+"""Dual Learning Algorithm (Ai, Bi, Luo, Guo, Croft: "Unbiased Learning to Rank with Unbiased
+Propensity Estimation", SIGIR 2018).
+
+The ranker and the propensity model are each other's dual: the propensity softmax gives inverse
+propensity weights for the ranker's listwise loss, and the ranker softmax gives inverse relevance
+weights for the propensity model's loss. Both weights are constants (stop-gradient), so the two
+towers get separate gradients from one scalar.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ultr.algorithms.listwise import masked_softmax, softmax_cross_entropy
+
+
+class DLALosses(NamedTuple):
+    total: jax.Array  # L_prop + rank_weight * L_rank
+    rank: jax.Array
+    propensity: jax.Array
+
+
+def _first_item(position: jax.Array, mask: jax.Array) -> jax.Array:
+    """One-hot of the valid item displayed highest in each list (position 1 unless it was dropped)."""
+    big = jnp.iinfo(jnp.int32).max
+    p = jnp.where(mask, position.astype(jnp.int32), big)
+    return (p == jnp.min(p, axis=-1, keepdims=True)) & mask
+
+
+def inverse_weights(logits: jax.Array, position: jax.Array, mask: jax.Array, max_weight: float | None = None) -> jax.Array:
+    """stop_grad(p_first / p_i) with p = softmax over the list; 0 on padding; optionally clipped."""
+    p = masked_softmax(logits, mask)
+    first = jnp.sum(jnp.where(_first_item(position, mask), p, 0.0), axis=-1, keepdims=True)
+    w = jnp.where(mask, first / jnp.where(mask, p, 1.0), 0.0)
+    if max_weight is not None:
+        w = jnp.minimum(w, max_weight)
+    return jax.lax.stop_gradient(w)
+
+
+def dla_loss(
+    scores: jax.Array,
+    propensity_logits: jax.Array,
+    clicks: jax.Array,
+    position: jax.Array,
+    mask: jax.Array,
+    *,
+    rank_weight: float = 1.0,
+    max_weight: float | None = None,
+) -> DLALosses:
+    """DLA objective over [..., K] arrays.
+
+        wE_i = sg(softmax(e)_first / softmax(e)_i)    wR_i = sg(softmax(s)_first / softmax(s)_i)
+        L_rank = -sum c wE log softmax(s) / sum c wE
+        L_prop = -sum c wR log softmax(e) / sum c wR
+        L      = L_prop + rank_weight * L_rank
+
+    Args:
+      scores: ranker scores s. propensity_logits: propensity logits e. clicks: {0,1}.
+      position: 1-based displayed positions (defines "first"). mask: False for padding.
+      max_weight: optional clip of both inverse weights (variance control).
+    """
+    w_exam = inverse_weights(propensity_logits, position, mask, max_weight)
+    w_rel = inverse_weights(scores, position, mask, max_weight)
+    l_rank = softmax_cross_entropy(scores, clicks, mask, w_exam)
+    l_prop = softmax_cross_entropy(propensity_logits, clicks, mask, w_rel)
+    return DLALosses(l_prop + rank_weight * l_rank, l_rank, l_prop)
+
+
+def relative_propensity(logits: jax.Array) -> jax.Array:
+    """exp(e_k - e_1): estimated examination of each position relative to position 1."""
+    return jnp.exp(logits - logits[..., :1])

@@ -1,0 +1,213 @@
+"""The one-command ULTR experiment: (simulate | given log) -> ETL -> train each method -> evaluate.
+
+`run_experiment(cfg, run_dir)` is what `python -m pipelines.experiment` calls; `train_method` is the
+shared core the Python API uses too.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pyarrow as pa
+
+from ultr.data.batching import BatchIterator, QueryLists, Sessions, list_arrays, query_lists, read_sessions, session_arrays
+from ultr.data.etl import print_stats, run_etl
+from ultr.data.io import write_json, write_parquet
+from ultr.data.letor import FeatureTable
+from ultr.errors import DataError
+from ultr.metrics import evaluate_scores, propensity_error
+from ultr.models.propensity import ContextPropensity, PositionPropensity
+from ultr.models.ranker import MLPRanker
+from ultr.paths import resolve
+from ultr.report import plot_learning_curves, plot_propensity, propensity_table, results_table
+from ultr.train.checkpoint import save_state
+from ultr.train.loop import FitResult, fit, read_propensity, score_lists
+from ultr.train.state import make_optimizer
+from ultr.train.steps import CLICK_METHODS, METHODS, Steps, make_steps
+from ultr.workflows import etl_config, ingest, simulate_on
+
+
+@dataclass
+class TrainedMethod:
+    name: str
+    steps: Steps
+    fit: FitResult
+    propensity: np.ndarray | None  # relative examination per position (DLA only)
+
+
+def build_steps(method: str, cfg: Mapping[str, Any], num_features: int, list_size: int) -> Steps:
+    m = cfg["model"]
+    ranker = MLPRanker(
+        hidden=tuple(m["hidden"]), activation=m.get("activation", "elu"), norm=m.get("norm", "none"),
+        dropout=float(m.get("dropout", 0.0)), dtype=jnp.bfloat16 if m.get("dtype") == "bfloat16" else jnp.float32,
+    )
+    p = cfg.get("propensity", {"name": "position"})
+    context = p.get("name") == "context"
+    propensity = ContextPropensity(list_size, tuple(p.get("hidden", (32,)))) if context else PositionPropensity(list_size)
+    return make_steps(
+        method, ranker, propensity, make_optimizer(cfg["optim"]), make_optimizer(cfg.get("propensity_optim") or cfg["optim"]),
+        cfg["algorithm"].get(method) or {}, num_features=num_features, list_size=list_size, propensity_context=context,
+    )
+
+
+def train_method(
+    method: str,
+    cfg: Mapping[str, Any],
+    features: FeatureTable,
+    features_dev: jax.Array,
+    sessions: Sessions | None,
+    train_lists: QueryLists | None,
+    vali: QueryLists,
+    *,
+    writer: Any = None,
+) -> TrainedMethod:
+    tr = cfg["trainer"]
+    list_size = int(cfg["etl"]["list_size"])
+    seed = int(cfg["seed"])
+    if method in CLICK_METHODS:
+        if sessions is None or len(sessions) == 0:
+            raise DataError(f"{method}: no training sessions with clicks; simulate more sessions or check the click log")
+        batches = BatchIterator(session_arrays(sessions), int(tr["batch_size"]), seed)
+    else:
+        if train_lists is None:
+            raise DataError(f"{method}: needs labelled training lists (a LETOR features table with a train split)")
+        batches = BatchIterator(list_arrays(train_lists), int(tr.get("oracle_batch_size", 32)), seed)
+    steps = build_steps(method, cfg, features.num_features, list_size)
+    result = fit(
+        steps, batches, features_dev, vali,
+        max_label=float(features.labels.max()), train_steps=int(tr["steps"]), eval_every=int(tr["eval_every"]),
+        patience=tr.get("patience"), seed=seed, list_size=list_size, log_every=int(tr.get("log_every", 50)),
+        writer=writer, progress=bool(tr.get("progress", True)), name=method,
+    )
+    prop = read_propensity(steps, result.final_state.propensity, list_size) if method == "dla" else None
+    return TrainedMethod(method, steps, result, prop)
+
+
+def _methods(cfg: Mapping[str, Any]) -> list[str]:
+    methods = list(cfg["algorithm"]["methods"])
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise DataError(f"algorithm.methods has unknown {unknown}; available: {list(METHODS)}")
+    return methods
+
+
+def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
+    """Writes results.json, results.md, per_query.parquet, propensity.{json,png}, learning_curves.png,
+    checkpoints/<method>, tensorboard/ and stats.json under run_dir; prints the results table."""
+    run_dir = Path(run_dir)
+    t_start = time.perf_counter()
+    timing: dict[str, float] = {}
+    methods = _methods(cfg)
+
+    # --- data: features, click log (simulated unless given), session tables
+    t = time.perf_counter()
+    true_curve = None
+    features = ingest(cfg["data"], run_dir)
+    if cfg.get("clicks"):
+        clicks_path = resolve(cfg["clicks"])
+        sidecar = clicks_path.parent / "propensities.json"
+        if sidecar.exists():
+            true_curve = json.loads(sidecar.read_text())["relative"]
+    else:
+        simulate_on(features, cfg, run_dir)
+        clicks_path = run_dir / "clicks.parquet"
+        true_curve = json.loads((run_dir / "propensities.json").read_text())["relative"]
+    timing["data_seconds"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    stats = run_etl(clicks_path, run_dir / "features.parquet", run_dir, etl_config(cfg["etl"]))
+    print_stats(stats, file=sys.stderr)
+    sessions = read_sessions(run_dir)
+    timing["etl_seconds"] = time.perf_counter() - t
+
+    vali = query_lists(features, "vali")
+    test = query_lists(features, "test")
+    train_lists = query_lists(features, "train") if "oracle" in methods else None
+    features_dev = jnp.asarray(features.features)
+    max_label = float(features.labels.max())
+    list_size = int(cfg["etl"]["list_size"])
+    if true_curve is not None and len(true_curve) != list_size:
+        true_curve = None  # a sidecar for another list size says nothing about this run
+
+    writer = None
+    if cfg["trainer"].get("tensorboard", True):
+        from tensorboardX import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    results: dict[str, Any] = {}
+    histories = {}
+    per_query = []
+    for method in methods:
+        t = time.perf_counter()
+        trained = train_method(method, cfg, features, features_dev, sessions, train_lists, vali, writer=writer)
+        f = trained.fit
+        scores = score_lists(trained.steps, f.best_state.ranker, test, features_dev)
+        test_means, test_per, valid = evaluate_scores(scores, test.label, test.mask, max_label)
+        entry: dict[str, Any] = {
+            "test": {k: test_means[k] for k in ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "err@10", "mrr", "map")},
+            "vali": {"ndcg@10": f.best_vali},
+            "best_step": f.best_step,
+            "steps_run": f.steps_run,
+            "train_seconds": round(f.seconds, 2),
+            "examples_per_second": round(f.steps_run * int(cfg["trainer"]["batch_size" if method in CLICK_METHODS else "oracle_batch_size"]) / f.seconds, 1),
+            "compiled_train_steps": f.compiles,
+            "test_queries_evaluated": int(valid.sum()),
+            "test_queries_without_relevant": int((~valid).sum()),
+        }
+        if trained.propensity is not None:
+            est = [float(v) for v in trained.propensity]
+            entry["propensity"] = {"estimated": est}
+            if true_curve is not None:
+                entry["propensity"]["true"] = [float(v) for v in true_curve]
+                entry["propensity"]["mean_relative_error"] = propensity_error(est, true_curve)
+        if cfg["trainer"].get("checkpoint", True):
+            entry["checkpoint"] = str(save_state(f.best_state, run_dir / "checkpoints" / method))
+        results[method] = entry
+        histories[method] = f.history
+        per_query.append(
+            pa.table({
+                "method": [method] * len(test.query_id),
+                "split": ["test"] * len(test.query_id),
+                "query_id": test.query_id.tolist(),
+                "has_relevant": valid,
+                **{k: v.astype(np.float64) for k, v in test_per.items()},
+            })
+        )
+        timing[f"{method}_seconds"] = time.perf_counter() - t
+    if writer is not None:
+        writer.close()
+
+    write_parquet(pa.concat_tables(per_query), run_dir / "per_query.parquet")
+    curves = {m: r["propensity"]["estimated"] for m, r in results.items() if "propensity" in r}
+    if curves:
+        write_json({"positions": list(range(1, list_size + 1)), "true": true_curve, "estimated": curves}, run_dir / "propensity.json")
+        plot_propensity(curves, true_curve, run_dir / "propensity.png")
+    plot_learning_curves(histories, run_dir / "learning_curves.png")
+    timing["total_seconds"] = time.perf_counter() - t_start
+    out = {
+        "methods": results,
+        "config": dict(cfg),
+        "timing": {k: round(v, 2) for k, v in timing.items()},
+        "data": {"sessions": stats["sessions"], "impressions": stats["impressions"], "clicks": stats["clicks"],
+                 "zero_click_sessions": stats["zero_click_sessions"], "dropped_sessions": stats["dropped_sessions"]},
+        "devices": [str(d) for d in jax.devices()],
+    }
+    write_json(out, run_dir / "results.json")
+    table = results_table(results)
+    ptable = propensity_table(results, true_curve)
+    (run_dir / "results.md").write_text(f"# Results\n\n{table}\n\n## Propensity (relative to position 1)\n\n{ptable}\n")
+    excluded = next(iter(results.values()))["test_queries_without_relevant"]
+    print(f"\n{table}\n(test: {excluded} queries without a relevant document excluded)", file=sys.stdout)
+    if ptable:
+        print(f"\nPropensity, relative to position 1:\n{ptable}", file=sys.stdout)
+    print(f"\nrun directory: {run_dir}", file=sys.stdout)
+    return out

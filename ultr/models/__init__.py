@@ -1,0 +1,1 @@
+"""Flax models: rankers f(x) -> score and propensity models g(position[, context]) -> logit."""

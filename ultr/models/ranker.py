@@ -1,0 +1,37 @@
+"""Feature-based rankers: an MLP scoring each document independently."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS = {"elu": nn.elu, "relu": nn.relu, "gelu": nn.gelu, "tanh": jnp.tanh, "silu": nn.silu}
+
+
+class MLPRanker(nn.Module):
+    """Score = MLP(x): features [..., F] -> scores [...]. The reference DLA ranker is 512-256-128, ELU."""
+
+    hidden: Sequence[int] = (512, 256, 128)
+    activation: str = "elu"
+    norm: str = "none"  # none | layer
+    dropout: float = 0.0
+    dtype: jnp.dtype = jnp.float32  # computation dtype (bf16 on accelerators); params stay float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"model.activation={self.activation!r}; choose from {sorted(ACTIVATIONS)}")
+        act = ACTIVATIONS[self.activation]
+        h = x.astype(self.dtype)
+        for width in self.hidden:
+            h = nn.Dense(width, dtype=self.dtype)(h)
+            if self.norm == "layer":
+                h = nn.LayerNorm(dtype=self.dtype)(h)
+            h = act(h)
+            if self.dropout > 0:
+                h = nn.Dropout(self.dropout, deterministic=not train)(h)
+        # The score leaves in float32 so softmaxes and losses never run in low precision.
+        return nn.Dense(1, dtype=self.dtype)(h)[..., 0].astype(jnp.float32)
