@@ -18,6 +18,7 @@ NDCG_CUTOFFS = (1, 3, 5, 10)
 
 def err_metric(scores: jax.Array, labels: jax.Array, *, where: jax.Array, topn: int = 10, max_label: float) -> jax.Array:
     """Expected reciprocal rank per list: sum_r 1/r R_r prod_{j<r} (1 - R_j), R = (2^y - 1) / 2^y_max."""
+    scores, labels = jnp.asarray(scores, jnp.float32), jnp.asarray(labels, jnp.float32)
     neg = jnp.finfo(scores.dtype).min
     order = jnp.argsort(-jnp.where(where, scores, neg), axis=-1, stable=True)
     y = jnp.take_along_axis(jnp.where(where, labels, 0.0), order, axis=-1)[..., :topn]

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ultr.algorithms.listwise import masked_softmax, softmax_cross_entropy
+from ultr.algorithms.listwise import masked_log_softmax, softmax_cross_entropy
 
 
 class DLALosses(NamedTuple):
@@ -30,11 +30,16 @@ def _first_item(position: jax.Array, mask: jax.Array) -> jax.Array:
     return (p == jnp.min(p, axis=-1, keepdims=True)) & mask
 
 
+# Ratios are formed in log space and capped here so an underflowed softmax (p_i = 0 at extreme
+# logits) gives a huge but finite weight instead of inf, which would turn 0 * inf into NaN.
+_LOG_WEIGHT_CAP = 18.42  # ~1e8: far beyond any real position-bias ratio
+
+
 def inverse_weights(logits: jax.Array, position: jax.Array, mask: jax.Array, max_weight: float | None = None) -> jax.Array:
     """stop_grad(p_first / p_i) with p = softmax over the list; 0 on padding; optionally clipped."""
-    p = masked_softmax(logits, mask)
-    first = jnp.sum(jnp.where(_first_item(position, mask), p, 0.0), axis=-1, keepdims=True)
-    w = jnp.where(mask, first / jnp.where(mask, p, 1.0), 0.0)
+    logp = masked_log_softmax(logits, mask)
+    first = jnp.sum(jnp.where(_first_item(position, mask), logp, 0.0), axis=-1, keepdims=True)
+    w = jnp.where(mask, jnp.exp(jnp.minimum(first - logp, _LOG_WEIGHT_CAP)), 0.0)
     if max_weight is not None:
         w = jnp.minimum(w, max_weight)
     return jax.lax.stop_gradient(w)

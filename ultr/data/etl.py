@@ -209,6 +209,7 @@ def _write_shards(parts, out: Path, cfg: EtlConfig, source: str, extras: list[st
 def _sessionize(df: pl.DataFrame, cfg: EtlConfig, source: str, extras: list[str], acc: _Accumulator) -> pa.Table:
     """Scatter one shard's impressions into [sessions, K] arrays: slot k = position k+1."""
     K = cfg.list_size
+    df = df.sort(ROW)  # streaming joins do not keep input order; errors should name the first bad row
     sid = df["session_id"].to_numpy()
     uniq, s_idx = np.unique(sid, return_inverse=True)
     slot = df["position"].to_numpy().astype(np.int64) - 1

@@ -109,7 +109,7 @@ def fit(
             last_vali = means["ndcg@10"]
             best.history[-1]["vali_ndcg@10"] = last_vali
             if writer is not None:
-                writer.add_scalar(f"{name}/vali_ndcg@10", last_vali, step)
+                writer.add_scalar(f"{name}/vali_ndcg_at_10", last_vali, step)
                 for k, v in enumerate(read_propensity(steps, state.propensity, list_size), start=1):
                     writer.add_scalar(f"{name}/propensity/position_{k}", float(v), step)
             if last_vali > best.best_vali:

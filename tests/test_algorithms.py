@@ -1,0 +1,115 @@
+"""Objectives against values worked out by hand on 3-item lists, then the edge cases."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ultr.algorithms.dla import dla_loss, inverse_weights, relative_propensity
+from ultr.algorithms.listwise import masked_log_softmax, softmax_cross_entropy
+from ultr.algorithms.naive import naive_loss, oracle_loss
+
+POS = jnp.array([[1, 2, 3]])
+ALL = jnp.ones((1, 3), bool)
+LN2 = math.log(2.0)
+
+
+def test_dla_golden_values():
+    # e = [ln2, 0, 0] -> pE = [.5, .25, .25] -> wE = [1, 2, 2]; s = 0 -> pR uniform -> wR = 1.
+    # Click on item 2: L_rank = -(2 log 1/3) / 2 = log 3, L_prop = -(1 log 1/4) / 1 = log 4.
+    e = jnp.array([[LN2, 0.0, 0.0]])
+    s = jnp.zeros((1, 3))
+    c = jnp.array([[0.0, 1.0, 0.0]])
+    out = dla_loss(s, e, c, POS, ALL)
+    np.testing.assert_allclose(out.rank, math.log(3), rtol=1e-6)
+    np.testing.assert_allclose(out.propensity, math.log(4), rtol=1e-6)
+    np.testing.assert_allclose(out.total, math.log(3) + math.log(4), rtol=1e-6)
+    np.testing.assert_allclose(dla_loss(s, e, c, POS, ALL, rank_weight=0.5).total, math.log(4) + 0.5 * math.log(3), rtol=1e-6)
+    np.testing.assert_allclose(inverse_weights(e, POS, ALL), [[1.0, 2.0, 2.0]], rtol=1e-6)
+
+
+def test_dla_gradients_are_separate():
+    # Weights are constants: dL/de = wR-weighted softmax CE gradient = pE - onehot; dL/ds likewise with pR.
+    e = jnp.array([[LN2, 0.0, 0.0]])
+    s = jnp.zeros((1, 3))
+    c = jnp.array([[0.0, 1.0, 0.0]])
+    g_s, g_e = jax.grad(lambda s, e: dla_loss(s, e, c, POS, ALL).total, argnums=(0, 1))(s, e)
+    np.testing.assert_allclose(g_e, [[0.5, -0.75, 0.25]], atol=1e-6)
+    np.testing.assert_allclose(g_s, [[1 / 3, -2 / 3, 1 / 3]], atol=1e-6)
+
+
+def test_batch_normalisation_over_all_sessions():
+    # Two sessions, flat propensity: (1 click * log 3 + 2 clicks * log 3/... ) / 3 clicks.
+    s = jnp.array([[0.0, 0.0, 0.0], [LN2, 0.0, 0.0]])
+    c = jnp.array([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    # session 2: softmax = [.5, .25, .25] -> -log .5 - log .25 = 3 ln 2
+    expected = (math.log(3) + 3 * LN2) / 3
+    np.testing.assert_allclose(naive_loss(s, c, jnp.ones((2, 3), bool)), expected, rtol=1e-6)
+
+
+def test_flat_propensity_gives_unit_weights_and_naive_loss():
+    s = jnp.array([[0.3, -1.2, 2.0, 0.1]])
+    c = jnp.array([[1.0, 0.0, 1.0, 0.0]])
+    pos, mask = jnp.array([[1, 2, 3, 4]]), jnp.ones((1, 4), bool)
+    np.testing.assert_allclose(inverse_weights(jnp.zeros((1, 4)), pos, mask), jnp.ones((1, 4)))
+    np.testing.assert_allclose(dla_loss(s, jnp.zeros((1, 4)), c, pos, mask).rank, naive_loss(s, c, mask), rtol=1e-6)
+
+
+def test_weight_clipping():
+    e = jnp.array([[LN2 * 3, 0.0, 0.0]])  # pE ratio 8
+    w = inverse_weights(e, POS, ALL, max_weight=5.0)
+    np.testing.assert_allclose(w, [[1.0, 5.0, 5.0]], rtol=1e-6)
+
+
+def test_first_item_is_highest_valid_position():
+    # position 1 was dropped (mask False): normalise to the item at position 2
+    e = jnp.array([[5.0, LN2, 0.0]])
+    mask = jnp.array([[False, True, True]])
+    np.testing.assert_allclose(inverse_weights(e, POS, mask), [[0.0, 1.0, 2.0]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("mask", [jnp.zeros((2, 3), bool), jnp.ones((2, 3), bool)])
+def test_no_nan_for_all_masked_or_zero_click(mask):
+    s = jnp.array([[1e4, -1e4, 0.0], [0.0, 0.0, 0.0]])  # extreme scores too
+    e = jnp.array([[-1e4, 1e4, 0.0], [0.0, 0.0, 0.0]])
+    pos = jnp.tile(POS, (2, 1))
+    for clicks in (jnp.zeros((2, 3)), jnp.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])):
+        loss, grads = jax.value_and_grad(lambda s, e: dla_loss(s, e, clicks, pos, mask).total, argnums=(0, 1))(s, e)
+        assert np.isfinite(loss)
+        assert all(np.isfinite(g).all() for g in grads)
+        if not mask.any() or not clicks.any():
+            assert loss == 0.0 and all((g == 0).all() for g in grads)
+
+
+def test_zero_click_sessions_contribute_nothing():
+    e = jnp.array([[LN2, 0.0, 0.0], [1.0, 2.0, 3.0]])
+    s = jnp.array([[0.0, 0.0, 0.0], [5.0, -2.0, 1.0]])
+    c = jnp.array([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    pos, mask = jnp.tile(POS, (2, 1)), jnp.ones((2, 3), bool)
+    both = dla_loss(s, e, c, pos, mask)
+    one = dla_loss(s[:1], e[:1], c[:1], POS, ALL)
+    np.testing.assert_allclose(both.total, one.total, rtol=1e-6)
+
+
+def test_extra_batch_axes():
+    s = jnp.zeros((2, 5, 3))
+    c = jnp.zeros((2, 5, 3)).at[..., 1].set(1.0)
+    out = dla_loss(s, jnp.zeros((2, 5, 3)), c, jnp.broadcast_to(POS, (2, 5, 3)), jnp.ones((2, 5, 3), bool))
+    np.testing.assert_allclose(out.rank, math.log(3), rtol=1e-6)
+
+
+def test_oracle_uses_graded_labels():
+    # labels [2, 1, 0], uniform scores: -(2 log 1/3 + 1 log 1/3) / 3 = log 3
+    np.testing.assert_allclose(oracle_loss(jnp.zeros((1, 3)), jnp.array([[2.0, 1.0, 0.0]]), ALL), math.log(3), rtol=1e-6)
+    # padded item ignored: softmax over 2 valid items
+    m = jnp.array([[True, True, False]])
+    np.testing.assert_allclose(oracle_loss(jnp.zeros((1, 3)), jnp.array([[1.0, 0.0, 5.0]]), m), LN2, rtol=1e-6)
+
+
+def test_masked_log_softmax_and_readout():
+    ls = masked_log_softmax(jnp.array([[0.0, 0.0, 100.0]]), jnp.array([[True, True, False]]))
+    np.testing.assert_allclose(ls, [[-LN2, -LN2, 0.0]], rtol=1e-6)
+    np.testing.assert_allclose(relative_propensity(jnp.log(jnp.array([0.68, 0.34, 0.068]))), [1.0, 0.5, 0.1], rtol=1e-5)
+    assert softmax_cross_entropy(jnp.zeros((1, 3)), jnp.zeros((1, 3)), ALL) == 0.0

@@ -1,0 +1,86 @@
+"""A small Python API for notebooks and other tools: fit on a click log + features table, score
+documents, read the propensity curve. It drives the same ETL and training code as the pipelines.
+
+    from ultr.api import fit
+    model = fit("clicks.parquet", "features.parquet", method="dla", steps=2000)
+    scores = model.predict("features.parquet", split="test")   # one score per row of that split
+    model.propensity()                                          # examination relative to position 1
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import jax.numpy as jnp
+import numpy as np
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from ultr.data.batching import query_lists, read_sessions
+from ultr.data.etl import run_etl
+from ultr.data.letor import FeatureTable, read_features
+from ultr.experiment import TrainedMethod, train_method
+from ultr.paths import PROJECT_ROOT
+from ultr.workflows import etl_config
+
+
+def default_config(overrides: list[str] | None = None) -> dict[str, Any]:
+    """The experiment config as the command line would compose it, with Hydra-style overrides."""
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        cfg = compose("experiment", overrides=overrides or [])
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+@dataclass
+class FittedRanker:
+    trained: TrainedMethod
+    config: Mapping[str, Any]
+    normalization: Mapping[str, Any]
+
+    def predict(self, features: str | Path | FeatureTable | np.ndarray, split: str | None = None) -> np.ndarray:
+        """Scores for feature rows: an array [N, F] (already transformed like the training table),
+        or a features table (optionally one split), in its row order."""
+        if isinstance(features, (str, Path)):
+            features = read_features(features)
+        if isinstance(features, FeatureTable):
+            x = features.features if split is None else features.features[features.rows(split)]
+        else:
+            x = np.asarray(features, dtype=np.float32)
+        params = self.trained.fit.best_state.ranker
+        idx = jnp.arange(len(x), dtype=jnp.int32)[None, :]
+        return np.asarray(self.trained.steps.score(params, idx, jnp.asarray(x)))[0]
+
+    def propensity(self) -> np.ndarray | None:
+        """Estimated examination of positions 1..K relative to position 1 (DLA only, else None)."""
+        return None if self.trained.propensity is None else np.asarray(self.trained.propensity)
+
+
+def fit(
+    clicks: str | Path,
+    features: str | Path,
+    *,
+    method: str = "dla",
+    steps: int | None = None,
+    overrides: list[str] | None = None,
+    work_dir: str | Path | None = None,
+) -> FittedRanker:
+    """Train `method` (dla | naive | oracle) on a click log whose documents are in `features`.
+
+    Model selection uses the features table's `vali` split. `overrides` are Hydra overrides of the
+    experiment config (e.g. ["model.hidden=[64]", "trainer.batch_size=128"]).
+    """
+    cfg = default_config(list(overrides or []) + [f"algorithm={method}", "trainer.progress=false", "trainer.checkpoint=false"])
+    if steps is not None:
+        cfg["trainer"]["steps"] = int(steps)
+    cfg = copy.deepcopy(cfg)
+    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="ultr-fit-"))
+    table = read_features(features)
+    run_etl(clicks, features, work, etl_config(cfg["etl"]))
+    sessions = read_sessions(work)
+    train_lists = query_lists(table, "train") if method == "oracle" else None
+    trained = train_method(method, cfg, table, jnp.asarray(table.features), sessions, train_lists, query_lists(table, "vali"))
+    return FittedRanker(trained, cfg, table.meta.get("normalization", {}))
