@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ultr.data.clicklog import ROW, scan_click_log
-from ultr.data.io import atomic_dir, write_json
+from ultr.data.io import atomic_dir, write_json, write_parquet
 from ultr.data.schema import CLICK_LOG_COLUMNS, sessions_schema
 from ultr.errors import DataError
 
@@ -83,14 +83,36 @@ def run_etl(
     casts = [pl.col(c).cast(t, strict=False).alias(c) for c, t in _POLARS_TYPES.items()]
     typed = lf.with_columns(casts)
 
-    # --- pass 1 (streaming): every value check, reporting the first offending row of each kind.
+    # --- document rows: features-table row, or an id vocabulary for feature-less logs.
+    if features_path is not None:
+        keys = pl.scan_parquet(features_path).select("query_id", "doc_id").with_row_index("doc_index").with_columns(pl.col("doc_index").cast(pl.Int32))
+        dup = keys.group_by("query_id", "doc_id").len().filter(pl.col("len") > 1).head(1).collect()
+        if dup.height:
+            raise DataError(f"{features_path}: (query_id, doc_id) {dup.row(0)[:2]} appears more than once; document keys must be unique")
+        joined = typed.join(keys, on=["query_id", "doc_id"], how="left")
+        query_vocab = keys.select("query_id").unique().sort("query_id").collect()["query_id"]
+    else:
+        vocab = typed.select("doc_id").unique().sort("doc_id").with_row_index("doc_index").with_columns(pl.col("doc_index").cast(pl.Int32)).collect(engine="streaming")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_parquet(vocab.to_arrow(), out_dir / "doc_vocab.parquet")
+        joined = typed.join(vocab.lazy(), on="doc_id", how="left")
+        query_vocab = typed.select("query_id").unique().sort("query_id").collect(engine="streaming")["query_id"]
+    # Queries travel as integer codes: string work on every impression would dominate the ETL.
+    qcodes = pl.DataFrame({"query_id": query_vocab, "query_index": pl.arange(0, len(query_vocab), dtype=pl.Int32, eager=True)})
+    joined = joined.join(qcodes.lazy(), on="query_id", how="left")
+
+    # --- pass 1 (streaming): every value check and policy count in one scan; each check reports
+    # the first offending row of its kind.
     checks = [_first_bad(pl.col(c).is_null(), f"null_{c}") for c in CLICK_LOG_COLUMNS]
     checks += [
         _first_bad(pl.col("position") < 1, "bad_position"),
         _first_bad(~pl.col("click").is_in([0, 1]), "bad_click"),
+        _first_bad(pl.col("doc_index").is_null(), "first_missing"),
+        pl.col("doc_index").is_null().sum().alias("missing"),
+        (pl.col("position") > K).sum().alias("beyond"),
         pl.len().alias("rows"),
     ]
-    found = typed.select(checks).collect(engine="streaming").row(0, named=True)
+    found = joined.select(checks).collect(engine="streaming").row(0, named=True)
     for c in CLICK_LOG_COLUMNS:
         row = found[f"null_{c}"]
         if row is not None:
@@ -110,29 +132,9 @@ def run_etl(
     total_rows = int(found["rows"])
     if total_rows == 0:
         raise DataError(f"{source}: the click log has no rows")
-
-    # --- document rows: features-table row, or an id vocabulary for feature-less logs.
-    if features_path is not None:
-        keys = pl.scan_parquet(features_path).select("query_id", "doc_id").with_row_index("doc_index").with_columns(pl.col("doc_index").cast(pl.Int32))
-        dup = keys.group_by("query_id", "doc_id").len().filter(pl.col("len") > 1).head(1).collect()
-        if dup.height:
-            raise DataError(f"{features_path}: (query_id, doc_id) {dup.row(0)[:2]} appears more than once; document keys must be unique")
-        joined = typed.join(keys, on=["query_id", "doc_id"], how="left")
-    else:
-        vocab = typed.select("doc_id").unique().sort("doc_id").with_row_index("doc_index").with_columns(pl.col("doc_index").cast(pl.Int32)).collect(engine="streaming")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        vocab.write_parquet(out_dir / "doc_vocab.parquet.tmp")
-        (out_dir / "doc_vocab.parquet.tmp").replace(out_dir / "doc_vocab.parquet")
-        joined = typed.join(vocab.lazy(), on="doc_id", how="left")
-
-    counts = joined.select(
-        pl.col("doc_index").is_null().sum().alias("missing"),
-        _first_bad(pl.col("doc_index").is_null(), "first_missing"),
-        (pl.col("position") > K).sum().alias("beyond"),
-    ).collect(engine="streaming").row(0, named=True)
-    dropped = {"missing_features": int(counts["missing"]), "beyond_list_size": int(counts["beyond"]), "zero_click_sessions": 0}
+    dropped = {"missing_features": int(found["missing"]), "beyond_list_size": int(found["beyond"]), "zero_click_sessions": 0}
     if dropped["missing_features"] and cfg.missing_features == "error":
-        row = counts["first_missing"]
+        row = found["first_missing"]
         q, d = typed.filter(pl.col(ROW) == row).select("query_id", "doc_id").collect().row(0)
         raise DataError(
             f"{_row_text(source, row)}: document (query_id={q!r}, doc_id={d!r}) is not in the features table "
@@ -142,12 +144,12 @@ def run_etl(
     kept = joined.filter(pl.col("doc_index").is_not_null() & (pl.col("position") <= K))
 
     n_shards = max(1, math.ceil(total_rows / cfg.shard_rows))
-    out_cols = ["session_id", "query_id", "doc_index", "position", "click", ROW, *numeric_extras]
+    out_cols = ["session_id", "query_index", "doc_index", "position", "click", ROW, *numeric_extras]
     stats_acc = _Accumulator(K)
     with atomic_dir(out_dir / "sessions") as tmp_sessions:
         if n_shards == 1:
             parts = [kept.select(out_cols).collect(engine="streaming")]
-            _write_shards(parts, tmp_sessions, cfg, source, numeric_extras, stats_acc)
+            _write_shards(parts, tmp_sessions, cfg, source, numeric_extras, stats_acc, query_vocab)
         else:
             staging = out_dir / ".etl-staging"
             shutil.rmtree(staging, ignore_errors=True)
@@ -157,7 +159,7 @@ def run_etl(
                 )
                 shard_dirs = sorted(staging.glob("_shard=*"), key=lambda p: int(p.name.split("=")[1]))
                 parts = (pl.read_parquet(d / "*.parquet") for d in shard_dirs)
-                _write_shards(parts, tmp_sessions, cfg, source, numeric_extras, stats_acc)
+                _write_shards(parts, tmp_sessions, cfg, source, numeric_extras, stats_acc, query_vocab)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
 
@@ -196,22 +198,26 @@ class _Accumulator:
         self.clicked = np.zeros(K, dtype=np.int64)
 
 
-def _write_shards(parts, out: Path, cfg: EtlConfig, source: str, extras: list[str], acc: _Accumulator) -> None:
+def _write_shards(parts, out: Path, cfg: EtlConfig, source: str, extras: list[str], acc: _Accumulator, query_vocab: pl.Series) -> None:
+    vocab = query_vocab.to_arrow()
     for df in parts:
         if df.height == 0:
             continue
-        table = _sessionize(df, cfg, source, extras, acc)
+        table = _sessionize(df, cfg, source, extras, acc, vocab)
         if table.num_rows:
             pq.write_table(table, out / f"part-{acc.shards:05d}.parquet", row_group_size=cfg.row_group_sessions)
             acc.shards += 1
 
 
-def _sessionize(df: pl.DataFrame, cfg: EtlConfig, source: str, extras: list[str], acc: _Accumulator) -> pa.Table:
+def _sessionize(df: pl.DataFrame, cfg: EtlConfig, source: str, extras: list[str], acc: _Accumulator, query_vocab: pa.Array) -> pa.Table:
     """Scatter one shard's impressions into [sessions, K] arrays: slot k = position k+1."""
     K = cfg.list_size
-    df = df.sort(ROW)  # streaming joins do not keep input order; errors should name the first bad row
     sid = df["session_id"].to_numpy()
-    uniq, s_idx = np.unique(sid, return_inverse=True)
+    if len(sid) > 1 and (sid[1:] >= sid[:-1]).all():  # logs are usually written session by session: O(n)
+        starts = np.concatenate([[True], sid[1:] != sid[:-1]])
+        uniq, s_idx = sid[starts], np.cumsum(starts) - 1
+    else:
+        uniq, s_idx = np.unique(sid, return_inverse=True)
     slot = df["position"].to_numpy().astype(np.int64) - 1
     flat = s_idx * K + slot
     seen = np.bincount(flat, minlength=len(uniq) * K)
@@ -222,25 +228,17 @@ def _sessionize(df: pl.DataFrame, cfg: EtlConfig, source: str, extras: list[str]
             f"{source}: session {uniq[bad // K]} shows position {bad % K + 1} more than once (rows {sorted(rows.tolist())[:5]}); "
             "positions must be unique within a session"
         )
-    # Dense rank over the sorted unique strings: codes index `query_vocab` without a Python loop.
-    q_codes = (df["query_id"].rank("dense").to_numpy().astype(np.int64)) - 1
-    query_vocab = df["query_id"].unique().sort().to_numpy()
-    first_q = np.full(len(uniq), -1, dtype=np.int64)
-    first_q[s_idx[::-1]] = q_codes[::-1]  # the first row's query per session (reverse so first wins)
-    mismatch = np.flatnonzero(first_q[s_idx] != q_codes)
-    if len(mismatch):
-        r = mismatch[0]
-        raise DataError(
-            f"{_row_text(source, int(df[ROW][int(r)]))}: session {sid[r]} has more than one query_id; "
-            "a session is one query's result page (give each page its own session_id)"
-        )
+    q_codes = df["query_index"].to_numpy().astype(np.int64)
+    first_q = np.empty(len(uniq), dtype=np.int64)
+    first_q[s_idx] = q_codes  # some row's query per session; any disagreement means mixed queries
+    if (first_q[s_idx] != q_codes).any():
+        _raise_mixed_query(df, source)
     doc = np.full((len(uniq), K), -1, dtype=np.int32)
     click = np.zeros((len(uniq), K), dtype=np.int8)
     doc.reshape(-1)[flat] = df["doc_index"].to_numpy()
     click.reshape(-1)[flat] = df["click"].to_numpy()
     mask = doc >= 0
     position = np.where(mask, np.arange(1, K + 1, dtype=np.int16), 0).astype(np.int16)
-    queries = query_vocab[first_q]
     extra_arrays = {}
     for c in extras:
         arr = np.zeros((len(uniq), K), dtype=df[c].to_numpy().dtype)
@@ -264,7 +262,7 @@ def _sessionize(df: pl.DataFrame, cfg: EtlConfig, source: str, extras: list[str]
 
     cols = {
         "session_id": pa.array(uniq[keep], pa.int64()),
-        "query_id": pa.array(queries[keep].tolist(), pa.string()),
+        "query_id": pa.DictionaryArray.from_arrays(pa.array(first_q[keep], pa.int32()), query_vocab).dictionary_decode(),
         "doc_index": fixed(doc, pa.int32()),
         "position": fixed(position, pa.int16()),
         "click": fixed(click, pa.int8()),
@@ -276,6 +274,16 @@ def _sessionize(df: pl.DataFrame, cfg: EtlConfig, source: str, extras: list[str]
         cols[c] = fixed(arr, t)
         schema = schema.append(pa.field(c, pa.list_(t, K), nullable=False))
     return pa.table(cols, schema=schema)
+
+
+def _raise_mixed_query(df: pl.DataFrame, source: str) -> None:
+    """Error path only: find the first input row whose session already had another query."""
+    first = df.sort(ROW).with_columns(pl.col("query_index").first().over("session_id").alias("_first_query"))
+    bad = first.filter(pl.col("query_index") != pl.col("_first_query")).row(0, named=True)
+    raise DataError(
+        f"{_row_text(source, int(bad[ROW]))}: session {bad['session_id']} has more than one query_id; "
+        "a session is one query's result page (give each page its own session_id)"
+    )
 
 
 def print_stats(stats: dict[str, Any], file=sys.stdout) -> None:
