@@ -25,7 +25,7 @@ from ultr.data.letor import FeatureTable
 from ultr.errors import DataError
 from ultr.metrics import evaluate_scores, propensity_error
 from ultr.models.propensity import ContextPropensity, PositionPropensity
-from ultr.models.ranker import MLPRanker
+from ultr.models.ranker import IdRanker, MLPRanker
 from ultr.paths import resolve
 from ultr.report import plot_learning_curves, plot_propensity, propensity_table, results_table
 from ultr.train.checkpoint import save_state
@@ -43,12 +43,17 @@ class TrainedMethod:
     propensity: np.ndarray | None  # relative examination per position (DLA only)
 
 
-def build_steps(method: str, cfg: Mapping[str, Any], num_features: int, list_size: int) -> Steps:
+def build_steps(method: str, cfg: Mapping[str, Any], num_features: int, list_size: int, num_items: int = 0) -> Steps:
+    """`num_features=0` builds the ID ranker over `num_items` (query, document) pairs."""
     m = cfg["model"]
-    ranker = MLPRanker(
-        hidden=tuple(m["hidden"]), activation=m.get("activation", "elu"), norm=m.get("norm", "none"),
-        dropout=float(m.get("dropout", 0.0)), dtype=jnp.bfloat16 if m.get("dtype") == "bfloat16" else jnp.float32,
-    )
+    if num_features == 0 or m.get("name") == "id":
+        ranker = IdRanker(num_items=num_items, buckets=int(m.get("buckets", 1 << 20)))
+        num_features = 0
+    else:
+        ranker = MLPRanker(
+            hidden=tuple(m["hidden"]), activation=m.get("activation", "elu"), norm=m.get("norm", "none"),
+            dropout=float(m.get("dropout", 0.0)), dtype=jnp.bfloat16 if m.get("dtype") == "bfloat16" else jnp.float32,
+        )
     p = cfg.get("propensity", {"name": "position"})
     context = p.get("name") == "context"
     propensity = ContextPropensity(list_size, tuple(p.get("hidden", (32,)))) if context else PositionPropensity(list_size)

@@ -6,11 +6,14 @@ and notebooks run the same code without Hydra.
 
 from __future__ import annotations
 
+import glob
 import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 from ultr.data.etl import EtlConfig, print_stats, run_etl
+from ultr.data.io import write_json
+from ultr.data.readers import ReaderPolicy, convert_log
 from ultr.errors import DataError
 from ultr.data.letor import FeatureTable, ingest_letor, read_features
 from ultr.paths import resolve
@@ -86,18 +89,52 @@ def etl_config(etl: Mapping[str, Any]) -> EtlConfig:
     return EtlConfig(**{k: v for k, v in etl.items() if k in EtlConfig.__dataclass_fields__})
 
 
-def etl(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
-    """Click log (+ features table) -> run_dir/sessions/*.parquet + stats.json."""
-    log = cfg["log"]
+def log_paths(path: str) -> list[Path]:
+    """A file, a directory of parts, or a glob pattern -> the files, sorted."""
+    p = resolve(path)
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+    elif any(ch in str(path) for ch in "*?["):
+        files = sorted(Path(f) for f in glob.glob(str(p)))
+    else:
+        files = [p]
+    if not files or not files[0].exists():
+        raise DataError(f"{path}: no such click-log file(s)")
+    return files
+
+
+def reader_policy(log: Mapping[str, Any]) -> ReaderPolicy:
+    return ReaderPolicy(**{k: v for k, v in log.items() if k in ReaderPolicy.__dataclass_fields__})
+
+
+def prepare_log(log: Mapping[str, Any], run_dir: Path) -> tuple[Path, dict[str, Any] | None]:
+    """Real-log formats are converted to click-log Parquet parts under run_dir/clicks first."""
+    fmt = log.get("format", "generic")
     if log.get("path") is None:
         raise DataError("log.path is not set; pass log.path=<click log> (and features.path=<features table>)")
+    if fmt == "generic":
+        return resolve(log["path"]), None
+    reader = convert_log(fmt, log_paths(log["path"]), run_dir, reader_policy(log))
+    print(f"read {fmt}: {reader['sessions']} sessions, {reader['impressions']} impressions; quarantined {reader['quarantined']}", file=sys.stderr)
+    return run_dir / "clicks", reader
+
+
+def etl(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
+    """Click log (+ features table) -> run_dir/sessions/*.parquet + stats.json."""
+    run_dir = Path(run_dir)
+    log = cfg["log"]
+    path, reader = prepare_log(log, run_dir)
     fpath = cfg.get("features", {}).get("path")
     stats = run_etl(
-        resolve(log["path"]),
+        path,
         resolve(fpath) if fpath else None,
         run_dir,
         etl_config(cfg["etl"]),
         columns=log.get("columns") or None,
     )
+    if reader is not None:
+        stats["reader"] = reader
+        stats["quarantined"] = reader["quarantined"]
+        write_json(stats, run_dir / "stats.json")
     print_stats(stats, file=sys.stderr)
     return stats

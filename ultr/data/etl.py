@@ -92,10 +92,14 @@ def run_etl(
         joined = typed.join(keys, on=["query_id", "doc_id"], how="left")
         query_vocab = keys.select("query_id").unique().sort("query_id").collect()["query_id"]
     else:
-        vocab = typed.select("doc_id").unique().sort("doc_id").with_row_index("doc_index").with_columns(pl.col("doc_index").cast(pl.Int32)).collect(engine="streaming")
+        # Feature-less logs: index (query, document) pairs, the unit an ID-based ranker scores.
+        vocab = (
+            typed.select("query_id", "doc_id").unique().sort("query_id", "doc_id")
+            .with_row_index("doc_index").with_columns(pl.col("doc_index").cast(pl.Int32)).collect(engine="streaming")
+        )
         out_dir.mkdir(parents=True, exist_ok=True)
         write_parquet(vocab.to_arrow(), out_dir / "doc_vocab.parquet")
-        joined = typed.join(vocab.lazy(), on="doc_id", how="left")
+        joined = typed.join(vocab.lazy(), on=["query_id", "doc_id"], how="left")
         query_vocab = typed.select("query_id").unique().sort("query_id").collect(engine="streaming")["query_id"]
     # Queries travel as integer codes: string work on every impression would dominate the ETL.
     qcodes = pl.DataFrame({"query_id": query_vocab, "query_index": pl.arange(0, len(query_vocab), dtype=pl.Int32, eager=True)})

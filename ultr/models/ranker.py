@@ -35,3 +35,23 @@ class MLPRanker(nn.Module):
                 h = nn.Dropout(self.dropout, deterministic=not train)(h)
         # The score leaves in float32 so softmaxes and losses never run in low precision.
         return nn.Dense(1, dtype=self.dtype)(h)[..., 0].astype(jnp.float32)
+
+
+class IdRanker(nn.Module):
+    """One learned score per (query, document) pair, for logs that carry only ids.
+
+    Pair indices are hashed into `buckets` rows (multiplicative hashing), so a huge log's
+    vocabulary fits a fixed table; collisions share a score.
+    """
+
+    num_items: int
+    buckets: int = 1 << 20
+
+    @nn.compact
+    def __call__(self, index: jax.Array, *, train: bool = False) -> jax.Array:
+        rows = min(self.num_items, self.buckets)
+        idx = index.astype(jnp.uint32)
+        if self.num_items > self.buckets:
+            idx = (idx * jnp.uint32(2654435761)) % jnp.uint32(self.buckets)
+        table = self.param("scores", nn.initializers.zeros, (rows,))
+        return table[idx.astype(jnp.int32)]

@@ -60,7 +60,7 @@ def fit(
     steps: Steps,
     train: BatchIterator,
     features: jax.Array,
-    vali: QueryLists,
+    vali: QueryLists | None,
     *,
     max_label: float,
     train_steps: int,
@@ -73,7 +73,8 @@ def fit(
     progress: bool = True,
     name: str = "",
 ) -> FitResult:
-    """Train for up to `train_steps`, validating nDCG@10 every `eval_every` steps; keep the best."""
+    """Train for up to `train_steps`, validating nDCG@10 every `eval_every` steps; keep the best.
+    With `vali=None` (a log without expert labels) it trains all steps and keeps the last state."""
     state = steps.init(jax.random.PRNGKey(seed), train.batch_size)
     best = FitResult(best_state=jax.device_get(state), best_step=0, best_vali=-math.inf)
     bad_evals = 0
@@ -103,6 +104,8 @@ def fit(
             bar.set_postfix(loss=f"{float(host[-1][1]['loss']):.4f}", vali_ndcg10=f"{last_vali:.4f}", refresh=False)
             bar.update(len(host))
             best.history.append({"step": step, "loss": float(host[-1][1]["loss"])})
+        if vali is None:
+            continue  # unlabelled log: no model selection, the final state is the result
         if step % eval_every == 0 or step == train_steps:
             scores = score_lists(steps, state.ranker, vali, features)
             means, _, _ = evaluate_scores(scores, vali.label, vali.mask, max_label)
@@ -121,6 +124,8 @@ def fit(
                     break
     bar.close()
     best.final_state = jax.device_get(state)
+    if vali is None:
+        best.best_state, best.best_step = best.final_state, step
     best.steps_run = step
     best.seconds = time.perf_counter() - t0
     best.compiles = steps.train_step._cache_size()

@@ -50,12 +50,18 @@ def make_steps(
     def context(x: jax.Array) -> jax.Array | None:
         return x if propensity_context else None
 
+    def inputs(features: jax.Array | None, doc_index: jax.Array) -> jax.Array:
+        # Feature rankers read the device-resident feature matrix (the host ships only indices);
+        # ID rankers (num_features=0, features=None) score the indices themselves.
+        return doc_index if features is None else features[doc_index]
+
     def init(key: jax.Array, batch_size: int) -> TrainState:
         k_r, k_p, k_state = jax.random.split(key, 3)
-        x = jnp.zeros((batch_size, list_size, num_features), jnp.float32)
+        shape = (batch_size, list_size)
+        x = jnp.zeros(shape + (num_features,), jnp.float32) if num_features else jnp.zeros(shape, jnp.int32)
         pos = jnp.ones((batch_size, list_size), jnp.int32)
         r_params = ranker.init(k_r, x)
-        p_params = propensity.init(k_p, pos, context(x))
+        p_params = propensity.init(k_p, pos, context(x) if num_features else None)
         return TrainState(
             step=jnp.zeros((), jnp.int32),
             ranker=r_params,
@@ -66,11 +72,11 @@ def make_steps(
         )
 
     def losses(r_params, p_params, batch, features, dropout_key):
-        x = features[batch["doc_index"]]  # gather on device: the host ships only indices
+        x = inputs(features, batch["doc_index"])
         scores = ranker.apply(r_params, x, train=True, rngs={"dropout": dropout_key})
         mask, targets = batch["mask"], batch["targets"]
         if method == "dla":
-            logits = propensity.apply(p_params, batch["position"], context(x))
+            logits = propensity.apply(p_params, batch["position"], context(x) if num_features else None)
             out = dla_loss(scores, logits, targets, batch["position"], mask, rank_weight=rank_weight, max_weight=max_weight)
             return out.total, {"loss": out.total, "rank_loss": out.rank, "propensity_loss": out.propensity}
         loss = naive_loss(scores, targets, mask) if method == "naive" else oracle_loss(scores, targets, mask)
@@ -93,7 +99,7 @@ def make_steps(
         return new, metrics
 
     def score(r_params, doc_index, features):
-        return ranker.apply(r_params, features[doc_index], train=False)
+        return ranker.apply(r_params, inputs(features, doc_index), train=False)
 
     def propensity_logits(p_params, positions):
         return propensity.apply(p_params, positions, None)

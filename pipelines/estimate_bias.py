@@ -1,0 +1,17 @@
+"""Estimate position bias on a click log with every estimator:
+`python -m pipelines.estimate_bias log.format=pyclick log.path=...`."""
+
+import hydra
+from omegaconf import DictConfig
+
+from pipelines._entry import run
+from ultr.estimation.bias import estimate_bias
+
+
+@hydra.main(config_path="../conf", config_name="estimate_bias", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(estimate_bias, cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Shared machinery of the line-based readers: bounded chunks of whole lines (plain or gzip),
+numbered so every error names its file and line, and the click-log part writer."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import polars as pl
+
+from ultr.errors import DataError
+
+LINE = "_line"  # 1-based line number in its file
+
+
+@dataclass
+class ReaderPolicy:
+    chunk_bytes: int = 64 << 20  # raw text per chunk: bounds memory whatever the file size
+    on_bad_line: str = "error"  # error | quarantine (wrong field counts, non-numeric fields, ...)
+    on_unshown_click: str = "quarantine"  # error | quarantine (real logs do contain a few)
+    repeated_clicks: str = "binarize"  # binarize (click=1, click_count kept) | error
+    keep_text: bool = False  # Baidu: keep query/title/abstract token strings in the click log
+
+
+@dataclass
+class Quarantine:
+    """Lines set aside by policy, with the reason; written beside the click log and counted."""
+
+    frames: list[pl.DataFrame] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, source: str, lines: pl.DataFrame, reason: str, policy_value: str, fix: str) -> None:
+        """`lines` has LINE and `text` columns. Raise on the first if the policy says error."""
+        if lines.height == 0:
+            return
+        if policy_value == "error":
+            first = lines.sort(LINE).row(0, named=True)
+            raise DataError(f"{source}:{first[LINE]}: {reason} ({lines.height} such lines in this chunk): {first['text'][:200]!r}; {fix}")
+        self.counts[reason] = self.counts.get(reason, 0) + lines.height
+        self.frames.append(lines.select(pl.lit(source).alias("source"), pl.col(LINE).cast(pl.Int64).alias("line"), pl.lit(reason).alias("reason"), pl.col("text").cast(pl.String)))
+
+
+def iter_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pl.DataFrame]:
+    """Yield frames of (LINE, text) holding whole lines, about `chunk_bytes` of text each."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    opener = gzip.open if path.suffix == ".gz" else open
+    line_no = 1
+    rest = b""
+    try:
+        with opener(path, "rb") as fh:
+            while True:
+                block = fh.read(chunk_bytes)
+                if not block:
+                    break
+                block = rest + block
+                cut = block.rfind(b"\n")
+                if cut < 0:
+                    rest = block
+                    continue
+                rest = block[cut + 1 :]
+                frame = _frame(block[:cut], path, line_no)
+                line_no += frame.height
+                yield frame
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise DataError(f"{path}: truncated or corrupt gzip after line {line_no - 1} ({e}); re-download or re-compress the file") from None
+    if rest.strip():
+        yield _frame(rest, path, line_no)
+
+
+def _frame(data: bytes, path: Path, first_line: int) -> pl.DataFrame:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = first_line + data[: e.start].count(b"\n")
+        raise DataError(f"{path}:{line}: not UTF-8 text ({e.reason}); convert the file to UTF-8") from None
+    s = pl.Series("text", [text]).str.split("\n").explode()
+    return s.to_frame().with_row_index(LINE, offset=first_line).with_columns(pl.col("text").str.strip_suffix("\r"))
+
+
+def bad_numbers(df: pl.DataFrame, columns: dict[str, pl.DataType]) -> pl.Expr:
+    """True where a required numeric field does not parse."""
+    exprs = [pl.col(c).cast(t, strict=False).is_null() & pl.col(c).is_not_null() | pl.col(c).is_null() for c, t in columns.items()]
+    return pl.any_horizontal(exprs)
+
+
+def write_part(df: pl.DataFrame, out: Path, index: int) -> None:
+    df.drop(LINE, strict=False).write_parquet(out / f"part-{index:05d}.parquet")
+
+
+def finish(parts_dir: Path, quarantine: Quarantine, out_dir: Path, stats: dict[str, Any]) -> dict[str, Any]:
+    if quarantine.frames:
+        from ultr.data.io import write_parquet
+
+        write_parquet(pl.concat(quarantine.frames).to_arrow(), out_dir / "quarantine.parquet")
+        stats["quarantine_file"] = str(out_dir / "quarantine.parquet")
+    stats["quarantined"] = dict(quarantine.counts)
+    stats["click_log"] = str(parts_dir)
+    return stats
