@@ -8,13 +8,16 @@ order across all given parts; `query_id` is the qid, `doc_id` the URL hash.
 
 from __future__ import annotations
 
+import gzip
+import io
+import zlib
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from ultr.data.io import atomic_dir
-from ultr.data.readers.common import LINE, Quarantine, ReaderPolicy, bad_numbers, finish, iter_line_chunks, write_part
+from ultr.data.readers.common import LINE, Quarantine, ReaderPolicy, finish, iter_line_chunks, write_part
 from ultr.errors import DataError
 
 # The published document-line columns, in order ("-" columns are unnamed in the release).
@@ -26,93 +29,98 @@ DOC_COLUMNS = [
     "final_click", "displayed_time_bottom", "click_count", "displayed_count_2", "_unused_27",
     "last_click", "reverse_display_count", "displayed_count_middle", "_unused_31",
 ]
-QUERY_FIELDS = (2, 3)  # qid, query[, reformulation]
 BEHAVIOUR = {c: pl.Float32 for c in DOC_COLUMNS[8:] if not c.startswith("_")}
 BEHAVIOUR.update({"multimedia_type": pl.Int32, "skip": pl.Int8, "first_click": pl.Int8, "final_click": pl.Int8, "last_click": pl.Int8})
-REQUIRED = {"position": pl.Int16, "click": pl.Int8}
+
+
+def _scan_part(path: Path) -> pl.LazyFrame:
+    """Native, typed CSV parse of one part: numbers are parsed while reading (no string round trip)."""
+    schema: dict[str, pl.DataType] = {f"c{i}": pl.String for i in range(len(DOC_COLUMNS) + 1)}  # +1 catches long lines
+    for c, t in BEHAVIOUR.items():
+        schema[f"c{DOC_COLUMNS.index(c)}"] = t
+    schema["c5"] = pl.Int8
+    opts = dict(separator="\t", has_header=False, quote_char=None, truncate_ragged_lines=True,
+                missing_columns="insert", schema=schema, ignore_errors=True)
+    if path.suffix == ".gz":
+        try:
+            data = gzip.decompress(path.read_bytes())
+        except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+            raise DataError(f"{path}: truncated or corrupt gzip ({e}); re-download or re-compress the part") from None
+        return pl.read_csv(io.BytesIO(data), **opts).lazy()
+    return pl.scan_csv(path, **opts)
 
 
 def convert_baidu(paths: list[Path], out_dir: Path, policy: ReaderPolicy) -> dict[str, Any]:
+    """One part at a time, so peak memory follows the largest part, never the whole log."""
     quarantine = Quarantine()
-    stats = {"format": "baidu", "files": [str(p) for p in paths], "lines": 0, "sessions": 0, "impressions": 0, "clicks": 0}
+    stats: dict[str, Any] = {"format": "baidu", "files": [str(p) for p in paths], "lines": 0, "sessions": 0,
+                             "impressions": 0, "clicks": 0, "behaviour_values_missing": 0}
     next_session = 0
-    part = 0
     with atomic_dir(out_dir / "clicks") as parts:
-        for path in paths:
-            carry: pl.DataFrame | None = None
-            chunks = iter_line_chunks(Path(path), policy.chunk_bytes)
-            for chunk in _with_sentinel(chunks):
-                last = chunk is None
-                lines = carry if last else (chunk if carry is None else pl.concat([carry, chunk]))
-                if lines is None or lines.height == 0:
-                    continue
-                lines = lines.with_columns(pl.col("text").str.count_matches("\t", literal=True).alias("_tabs") + 1)
-                is_query = pl.col("_tabs").is_in(QUERY_FIELDS)
-                if not last:
-                    # A session may continue into the next chunk: keep it back from its query line on.
-                    q_at = lines.select(pl.arg_where(is_query)).to_series()
-                    if len(q_at) <= 1:
-                        carry = lines.drop("_tabs")
-                        continue
-                    cut = int(q_at[-1])
-                    carry, lines = lines[cut:].drop("_tabs"), lines[:cut]
-                df, n_sessions = _parse(lines, str(path), next_session, policy, quarantine)
-                stats["lines"] += lines.height
-                next_session += n_sessions
-                stats["sessions"] += n_sessions
-                if df.height:
-                    stats["impressions"] += df.height
-                    stats["clicks"] += int(df["click"].sum())
-                    write_part(df, parts, part)
-                    part += 1
-                if last:
-                    break
+        for i, path in enumerate(paths):
+            path = Path(path)
+            if not path.exists():
+                raise DataError(f"{path}: no such file")
+            df, n_sessions, lines, missing = _parse_part(path, next_session, policy, quarantine)
+            stats["lines"] += lines
+            stats["sessions"] += n_sessions
+            stats["behaviour_values_missing"] += missing
+            next_session += n_sessions
+            if df.height:
+                stats["impressions"] += df.height
+                stats["clicks"] += int(df["click"].sum())
+                write_part(df, parts, i)
     if stats["sessions"] == 0:
         raise DataError(f"{paths}: no sessions found; expected Baidu-ULTR query lines followed by document lines")
     return finish(out_dir / "clicks", quarantine, out_dir, stats)
 
 
-def _with_sentinel(it):
-    yield from it
-    yield None
-
-
-def _parse(lines: pl.DataFrame, source: str, first_session: int, policy: ReaderPolicy, quarantine: Quarantine) -> tuple[pl.DataFrame, int]:
-    is_query = pl.col("_tabs").is_in(QUERY_FIELDS)
-    lines = lines.filter(pl.col("text").str.len_bytes() > 0)
-    lines = lines.with_columns(is_query.cum_sum().alias("_s"))
-    orphan = lines.filter(pl.col("_s") == 0)
+def _parse_part(path: Path, first_session: int, policy: ReaderPolicy, quarantine: Quarantine) -> tuple[pl.DataFrame, int, int, int]:
+    source = str(path)
+    c = pl.col
+    blank = pl.all_horizontal([c(f"c{i}").is_null() for i in range(6)])
+    # Query lines have 2-3 fields (qid, query[, reformulation]); document lines have 32.
+    is_query = c("c0").is_not_null() & c("c3").is_null() & c("c4").is_null() & c("c5").is_null()
+    lf = _scan_part(path).with_row_index(LINE, offset=1).filter(~blank)
+    lf = lf.with_columns(is_query.alias("_isq")).with_columns(
+        c("_isq").cum_sum().alias("_s"), pl.when(c("_isq")).then(c("c0")).forward_fill().alias("query_id"),
+    )
+    keep = {name: f"c{DOC_COLUMNS.index(name)}" for name in ("title", "abstract")} if policy.keep_text else {}
+    # One parse of the part; everything below works on this frame.
+    all_lines = lf.select(
+        LINE, "_isq", "_s", "query_id", c("c0").alias("_c0"), c("c0").cast(pl.Int16, strict=False).alias("position"),
+        c("c1").alias("doc_id"), c("c4").alias("_c4"), c("c5").alias("click"), c("c32").is_not_null().alias("_long"),
+        *[c(f"c{DOC_COLUMNS.index(name)}").alias(name) for name in BEHAVIOUR],
+        *[c(col).alias(name) for name, col in keep.items()],
+        *([c("c1").alias("query")] if policy.keep_text else []),
+    ).collect(engine="streaming")
+    n_lines = all_lines.height
+    n_sessions = int(all_lines["_isq"].sum())
+    queries = all_lines.filter("_isq").select("_s", "query") if policy.keep_text else None
+    df = all_lines.filter(~c("_isq"))
+    del all_lines
+    orphan = df.filter(c("_s") == 0)
     if orphan.height:
         raise DataError(f"{source}:{orphan[LINE][0]}: document line before any query line; a Baidu-ULTR part starts with a query line")
-    wrong = lines.filter(~is_query & (pl.col("_tabs") != len(DOC_COLUMNS)))
-    quarantine.add(source, wrong, f"document line without {len(DOC_COLUMNS)} tab-separated fields", policy.on_bad_line,
-                   "check the file is a Baidu-ULTR training part, or set log.on_bad_line=quarantine")
-    lines = lines.filter(is_query | (pl.col("_tabs") == len(DOC_COLUMNS)))
-    queries = lines.filter(is_query).select(
-        "_s", pl.col("text").str.split_exact("\t", 2).struct.field("field_0").alias("query_id"),
-        *([pl.col("text").str.split_exact("\t", 2).struct.field("field_1").alias("query")] if policy.keep_text else []),
+    bad = (c("position").is_null() | (c("position") < 1) | c("doc_id").is_null() | ~c("click").is_in([0, 1]) | c("_long")).fill_null(True)
+    bad_rows = df.filter(bad).select(
+        LINE, pl.concat_str([c("_c0"), c("doc_id"), c("_c4").cast(pl.String), c("click").cast(pl.String)], separator="\t", ignore_nulls=True).alias("text")
     )
-    docs = lines.filter(~is_query).with_columns(pl.col("text").str.split("\t").alias("_f"))
-    keep = ["position", "url_md5", "click", *BEHAVIOUR] + (["title", "abstract"] if policy.keep_text else [])
-    docs = docs.select(LINE, "_s", "text", *[pl.col("_f").list.get(DOC_COLUMNS.index(c)).alias(c) for c in keep])
-    numeric = {**REQUIRED, **BEHAVIOUR}
-    bad = docs.filter(bad_numbers(docs, numeric) | ~pl.col("click").is_in(["0", "1"]) | (pl.col("position").cast(pl.Int16, strict=False) < 1))
-    quarantine.add(source, bad.select(LINE, "text"), "non-numeric field, click not 0/1, or position < 1", policy.on_bad_line,
-                   "fix the line or set log.on_bad_line=quarantine")
-    docs = docs.join(bad.select(LINE), on=LINE, how="anti").with_columns([pl.col(c).cast(t) for c, t in numeric.items()])
-    n_sessions = int(lines.filter(is_query).height)
-    out = docs.join(queries, on="_s", how="left").select(
-        (pl.col("_s").cast(pl.Int64) + first_session - 1).alias("session_id"),
-        "query_id", pl.col("url_md5").alias("doc_id"), "position", "click",
-        *[c for c in keep if c not in ("position", "url_md5", "click")],
-        *(["query"] if policy.keep_text else []),
-    )
-    dup = out.group_by("session_id", "position").len().filter(pl.col("len") > 1)
+    quarantine.add(source, bad_rows, f"document line without {len(DOC_COLUMNS)} fields or with a missing/non-numeric position, url or click",
+                   policy.on_bad_line, "check the file is a Baidu-ULTR training part, or set log.on_bad_line=quarantine")
+    if bad_rows.height:
+        df = df.filter(~bad)
+    dup = df.filter(pl.struct("_s", "position").is_duplicated())
     if dup.height:
-        s, p = dup.row(0)[:2]
-        lines_dup = docs.filter((pl.col("_s") == s - first_session + 1) & (pl.col("position") == p))[LINE].to_list()
-        raise DataError(f"{source}:{lines_dup[0]}: position {p} appears twice in one session (lines {lines_dup}); positions must be unique per query")
-    return out, n_sessions
+        raise DataError(f"{source}:{dup[LINE][0]}: position {dup['position'][0]} appears twice in one session (lines {dup[LINE].to_list()[:5]}); positions must be unique per query")
+    missing = int(df.select(pl.sum_horizontal([c(b).is_null() for b in BEHAVIOUR]).sum()).item())
+    if queries is not None:
+        df = df.drop("query").join(queries, on="_s", how="left")
+    out = df.select(
+        (c("_s").cast(pl.Int64) + first_session - 1).alias("session_id"), "query_id", "doc_id", "position", "click",
+        *BEHAVIOUR, *keep, *(["query"] if policy.keep_text else []),
+    )
+    return out, n_sessions, n_lines, missing
 
 
 def read_baidu_annotations(path: str | Path) -> pl.DataFrame:
