@@ -95,3 +95,59 @@ def test_sessions_show_only_train_queries_and_top_k(features):
     counts = np.bincount(log.session_query, minlength=3)
     assert np.all(np.abs(counts / 3000 - 1 / 3) < 0.04)
     assert log.clicks.shape == (3000, 2)
+
+
+# --- other click models: each sampler's empirical click rates match its closed form.
+from ultr.simulation.click_models import (  # noqa: E402
+    CascadeModel, DependentClickModel, MatrixClickModel, MixturePBM, TrustBiasModel, UserBrowsingModel, make_click_model,
+)
+
+MODELS = [
+    CascadeModel(y_max=2),
+    DependentClickModel(y_max=2),
+    UserBrowsingModel(y_max=2, decay=0.8),
+    TrustBiasModel(y_max=2),
+    MixturePBM(y_max=2, etas=(0.5, 2.0), weights=(0.3, 0.7)),
+    MatrixClickModel(y_max=1, matrix=((0.1, 0.05, 0.02), (0.9, 0.6, 0.3))),
+]
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: type(m).__name__)
+def test_click_models_match_closed_form(model):
+    rng = np.random.default_rng(3)
+    n, k = 60_000, 3 if isinstance(model, MatrixClickModel) else 5
+    labels = rng.integers(0, model.y_max + 1, size=(n, k))
+    positions = np.broadcast_to(np.arange(1, k + 1), (n, k))
+    mask = np.ones((n, k), bool)
+    mask[: n // 10, -1] = False  # some shorter lists
+    clicks = model.sample(labels, positions, mask, rng)
+    p = model.click_probability(labels, positions, mask)
+    assert clicks[~mask].sum() == 0
+    # Compare per (position, label of that item, label of the item above): cascade-type models depend on both.
+    for pos in range(k):
+        above = labels[:, pos - 1] if pos else np.zeros(n, int)
+        for y in range(model.y_max + 1):
+            for ya in range(model.y_max + 1):
+                sel = mask[:, pos] & (labels[:, pos] == y) & (above == ya)
+                if sel.sum() < 500:
+                    continue
+                emp, exp = clicks[sel, pos].mean(), p[sel, pos].mean()
+                assert abs(emp - exp) <= 5 * np.sqrt(exp * (1 - exp) / sel.sum()) + 2e-3, (pos, y, ya, emp, exp)
+
+
+def test_cascade_and_trust_golden():
+    # Cascade, labels [2, 0] with y_max 2: r = [1.0, 0.1] -> P(click 2) = 0.1 * (1 - 1.0) = 0
+    c = CascadeModel(y_max=2).click_probability(np.array([[2, 0], [0, 2]]), np.array([[1, 2], [1, 2]]))
+    np.testing.assert_allclose(c, [[1.0, 0.0], [0.1, 0.9]])
+    # DCM lambda_1 = 0.9: P(examine 2) = (1 - r1) + r1 * 0.9
+    d = DependentClickModel(y_max=2).examination_probability(np.array([[2, 0]]), np.array([[1, 2]]), np.ones((1, 2), bool))
+    np.testing.assert_allclose(d, [[1.0, 0.9]])
+    # Trust bias at position 1: alpha = .68 (0.98 - 0.65), beta = .68 * 0.65
+    a, b = TrustBiasModel(y_max=2).affine(np.array([1]))
+    np.testing.assert_allclose([a[0], b[0]], [0.68 * (0.98 - 0.65), 0.68 * 0.65])
+    # UBM: no click above -> examination = theta_k * decay^(k-1)
+    u = UserBrowsingModel(y_max=2, decay=0.5).examination_probability(np.zeros((1, 2), int), np.array([[1, 2]]), np.ones((1, 2), bool))
+    r0 = 0.1
+    np.testing.assert_allclose(u, [[0.68, (1 - 0.68 * r0) * 0.61 * 0.5 + 0.68 * r0 * 0.61]])
+    with pytest.raises(ValueError, match="unknown"):
+        make_click_model("nope", y_max=2)

@@ -31,7 +31,7 @@ from ultr.report import plot_learning_curves, plot_propensity, propensity_table,
 from ultr.train.checkpoint import save_state
 from ultr.train.loop import FitResult, fit, read_propensity, score_lists
 from ultr.train.state import make_optimizer
-from ultr.train.steps import CLICK_METHODS, METHODS, Steps, make_steps
+from ultr.train.steps import CLICK_METHODS, KNOWN_PROPENSITY, METHODS, Steps, make_steps
 from ultr.workflows import etl_config, ingest, simulate_on
 
 
@@ -40,10 +40,11 @@ class TrainedMethod:
     name: str
     steps: Steps
     fit: FitResult
-    propensity: np.ndarray | None  # relative examination per position (DLA only)
+    propensity: np.ndarray | None  # relative examination per position, for methods that learn or read one
 
 
-def build_steps(method: str, cfg: Mapping[str, Any], num_features: int, list_size: int, num_items: int = 0) -> Steps:
+def build_steps(method: str, cfg: Mapping[str, Any], num_features: int, list_size: int, num_items: int = 0,
+                known: Mapping[str, np.ndarray] | None = None) -> Steps:
     """`num_features=0` builds the ID ranker over `num_items` (query, document) pairs."""
     m = cfg["model"]
     if num_features == 0 or m.get("name") == "id":
@@ -60,6 +61,7 @@ def build_steps(method: str, cfg: Mapping[str, Any], num_features: int, list_siz
     return make_steps(
         method, ranker, propensity, make_optimizer(cfg["optim"]), make_optimizer(cfg.get("propensity_optim") or cfg["optim"]),
         cfg["algorithm"].get(method) or {}, num_features=num_features, list_size=list_size, propensity_context=context,
+        known=known,
     )
 
 
@@ -73,6 +75,7 @@ def train_method(
     vali: QueryLists,
     *,
     writer: Any = None,
+    known: Mapping[str, np.ndarray] | None = None,
 ) -> TrainedMethod:
     tr = cfg["trainer"]
     list_size = int(cfg["etl"]["list_size"])
@@ -85,15 +88,50 @@ def train_method(
         if train_lists is None:
             raise DataError(f"{method}: needs labelled training lists (a LETOR features table with a train split)")
         batches = BatchIterator(list_arrays(train_lists), int(tr.get("oracle_batch_size", 32)), seed)
-    steps = build_steps(method, cfg, features.num_features, list_size)
+    steps = build_steps(method, cfg, features.num_features, list_size, known=known)
     result = fit(
         steps, batches, features_dev, vali,
         max_label=float(features.labels.max()), train_steps=int(tr["steps"]), eval_every=int(tr["eval_every"]),
         patience=tr.get("patience"), seed=seed, list_size=list_size, log_every=int(tr.get("log_every", 50)),
         writer=writer, progress=bool(tr.get("progress", True)), name=method,
     )
-    prop = read_propensity(steps, result.final_state.propensity, list_size) if method == "dla" else None
+    prop = read_propensity(steps, result.final_state.propensity, list_size) if (steps.learns_propensity or method in KNOWN_PROPENSITY) else None
     return TrainedMethod(method, steps, result, prop)
+
+
+def known_inputs(method: str, cfg: Mapping[str, Any], features: FeatureTable, sessions: Sessions,
+                 true_curve: list[float] | None, sidecar: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
+    """What a method reads instead of learning: propensities for IPS, trust-bias (alpha, beta) for affine."""
+    if method == "ips_true":
+        if true_curve is None:
+            raise DataError("ips_true needs the true propensities: simulate the log, or put propensities.json beside clicks=")
+        return {"propensity": np.asarray(true_curve)}
+    if method == "ips_harvested":
+        from ultr.estimation.propensity import all_pairs, count_impressions, pairwise_ratios
+
+        curve = all_pairs(*pairwise_ratios(count_impressions(sessions)))
+        if not np.isfinite(curve).all():
+            raise DataError(
+                "ips_harvested: some positions have no intervention evidence (no document shown at two positions); "
+                "a single deterministic logging policy never swaps documents: simulate with simulation.logging_policies=3"
+            )
+        return {"propensity": curve}
+    if method == "ips_randomized":
+        from ultr.simulation.simulate import randomized_propensity
+        from ultr.workflows import click_model_from_config
+
+        if cfg.get("clicks"):
+            raise DataError("ips_randomized simulates a result-randomisation experiment: it needs the simulated setting, not clicks=")
+        m = cfg["algorithm"].get("ips_randomized") or {}
+        return {"propensity": randomized_propensity(
+            features, click_model_from_config(cfg["click_model"], features), sessions=int(m.get("sessions", 200_000)),
+            list_size=int(cfg["etl"]["list_size"]), seed=int(cfg["seed"]) + 1,
+            policy_fraction=float(cfg["simulation"]["policy_fraction"]), policy_min_queries=int(cfg["simulation"]["policy_min_queries"]))}
+    if method == "affine":
+        if "affine" not in sidecar:
+            raise DataError("affine needs trust-bias parameters: simulate with click_model=trust (propensities.json 'affine')")
+        return {"alpha": np.asarray(sidecar["affine"]["alpha"]), "beta": np.asarray(sidecar["affine"]["beta"])}
+    return None
 
 
 def _methods(cfg: Mapping[str, Any]) -> list[str]:
@@ -148,12 +186,15 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
 
         writer = SummaryWriter(str(run_dir / "tensorboard"))
 
+    sidecar = json.loads((run_dir / "propensities.json").read_text()) if not cfg.get("clicks") else (
+        json.loads((clicks_path.parent / "propensities.json").read_text()) if (clicks_path.parent / "propensities.json").exists() else {})
     results: dict[str, Any] = {}
     histories = {}
     per_query = []
     for method in methods:
         t = time.perf_counter()
-        trained = train_method(method, cfg, features, features_dev, sessions, train_lists, vali, writer=writer)
+        known = known_inputs(method, cfg, features, sessions, true_curve, sidecar)
+        trained = train_method(method, cfg, features, features_dev, sessions, train_lists, vali, writer=writer, known=known)
         f = trained.fit
         scores = score_lists(trained.steps, f.best_state.ranker, test, features_dev)
         test_means, test_per, valid = evaluate_scores(scores, test.label, test.mask, max_label)

@@ -75,7 +75,7 @@ def simulate_on(features: FeatureTable, cfg: Mapping[str, Any], run_dir: str | P
         features, model, run_dir,
         sessions=int(sim["sessions"]), list_size=int(sim["list_size"]), seed=int(cfg["seed"]),
         policy_fraction=float(sim["policy_fraction"]), policy_min_queries=int(sim["policy_min_queries"]),
-        config=dict(cfg),
+        config=dict(cfg), logging_policies=int(sim.get("logging_policies", 1)),
     )
     print(
         f"simulated {summary['sessions']} sessions, {summary['impressions']} impressions, "

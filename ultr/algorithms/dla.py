@@ -35,9 +35,11 @@ def _first_item(position: jax.Array, mask: jax.Array) -> jax.Array:
 _LOG_WEIGHT_CAP = 18.42  # ~1e8: far beyond any real position-bias ratio
 
 
-def inverse_weights(logits: jax.Array, position: jax.Array, mask: jax.Array, max_weight: float | None = None) -> jax.Array:
-    """stop_grad(p_first / p_i) with p = softmax over the list; 0 on padding; optionally clipped."""
-    logp = masked_log_softmax(logits, mask)
+def inverse_weights(logits: jax.Array, position: jax.Array, mask: jax.Array, max_weight: float | None = None,
+                    normalization: str = "softmax") -> jax.Array:
+    """stop_grad(p_first / p_i) with p = softmax over the list (or sigmoid per item); 0 on
+    padding; optionally clipped."""
+    logp = masked_log_softmax(logits, mask) if normalization == "softmax" else jax.nn.log_sigmoid(logits)
     first = jnp.sum(jnp.where(_first_item(position, mask), logp, 0.0), axis=-1, keepdims=True)
     w = jnp.where(mask, jnp.exp(jnp.minimum(first - logp, _LOG_WEIGHT_CAP)), 0.0)
     if max_weight is not None:
@@ -54,6 +56,7 @@ def dla_loss(
     *,
     rank_weight: float = 1.0,
     max_weight: float | None = None,
+    normalization: str = "softmax",
 ) -> DLALosses:
     """DLA objective over [..., K] arrays.
 
@@ -66,9 +69,13 @@ def dla_loss(
       scores: ranker scores s. propensity_logits: propensity logits e. clicks: {0,1}.
       position: 1-based displayed positions (defines "first"). mask: False for padding.
       max_weight: optional clip of both inverse weights (variance control).
+      normalization: "softmax" (reference) or "sigmoid": how logits become the probabilities
+        whose ratios form the weights (sigmoid treats each item's examination independently).
     """
-    w_exam = inverse_weights(propensity_logits, position, mask, max_weight)
-    w_rel = inverse_weights(scores, position, mask, max_weight)
+    if normalization not in ("softmax", "sigmoid"):
+        raise ValueError(f"dla normalization={normalization!r}; use softmax or sigmoid")
+    w_exam = inverse_weights(propensity_logits, position, mask, max_weight, normalization)
+    w_rel = inverse_weights(scores, position, mask, max_weight, normalization)
     l_rank = softmax_cross_entropy(scores, clicks, mask, w_exam)
     l_prop = softmax_cross_entropy(propensity_logits, clicks, mask, w_rel)
     return DLALosses(l_prop + rank_weight * l_rank, l_rank, l_prop)

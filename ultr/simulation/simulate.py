@@ -19,8 +19,8 @@ from ultr.simulation.logging_policy import fit_linear_policy, top_k_lists
 
 @dataclass
 class SimulatedLog:
-    query_ids: np.ndarray  # object [Q]: the training queries, in list order
-    displayed: np.ndarray  # int32 [Q, K]: features-table rows shown, -1 = padding
+    query_ids: np.ndarray  # object [L]: the query of each displayed list
+    displayed: np.ndarray  # int32 [L, K]: features-table rows shown, -1 = padding (L = policies x queries)
     session_query: np.ndarray  # int64 [N]: index into query_ids per session
     clicks: np.ndarray  # int8 [N, K]
     policy_queries: list[str]
@@ -35,25 +35,59 @@ def simulate_sessions(
     seed: int = 0,
     policy_fraction: float = 0.01,
     policy_min_queries: int = 5,
+    logging_policies: int = 1,
     split: str = "train",
 ) -> SimulatedLog:
-    """Vectorised over sessions and positions; the same seed gives the same log."""
+    """Vectorised over sessions and positions; the same seed gives the same log.
+
+    `logging_policies > 1` fits that many policies on different random query subsets and lets each
+    session draw one: the same document then appears at different positions across sessions, the
+    natural interventions that harvesting estimators need (Agarwal et al. 2019). The standard
+    protocol is one policy.
+    """
     # Separate streams for the policy and the clicks, so changing `sessions` keeps the policy.
     policy_rng, session_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     rows = features.rows(split)
-    policy = fit_linear_policy(
-        features.features[rows], features.labels[rows], features.query_ids[rows],
-        fraction=policy_fraction, min_queries=policy_min_queries, rng=policy_rng,
-    )
-    uq, local, mask = top_k_lists(features.query_ids[rows], policy.score(features.features[rows]), list_size)
-    displayed = np.where(mask, rows[np.maximum(local, 0)], -1).astype(np.int32)
+    lists = []
+    policy_queries: list[str] = []
+    for _ in range(max(1, logging_policies)):
+        policy = fit_linear_policy(
+            features.features[rows], features.labels[rows], features.query_ids[rows],
+            fraction=policy_fraction, min_queries=policy_min_queries, rng=policy_rng,
+        )
+        uq, local, mask = top_k_lists(features.query_ids[rows], policy.score(features.features[rows]), list_size)
+        lists.append(np.where(mask, rows[np.maximum(local, 0)], -1).astype(np.int32))
+        policy_queries += policy.train_queries
+    displayed = np.concatenate(lists)  # [P * Q, K]: list i*Q + q is policy i's list for query q
     q = session_rng.integers(0, len(uq), size=sessions)
+    if len(lists) > 1:
+        q = q + len(uq) * session_rng.integers(0, len(lists), size=sessions)
     shown = displayed[q]
     m = shown >= 0
     labels = np.where(m, features.labels[np.maximum(shown, 0)], 0)
     positions = np.broadcast_to(np.arange(1, list_size + 1), shown.shape)
     clicks = click_model.sample(labels, positions, m, session_rng)
-    return SimulatedLog(uq, displayed, q, clicks, policy.train_queries)
+    return SimulatedLog(np.tile(uq, len(lists)), displayed, q, clicks, policy_queries)
+
+
+def randomized_propensity(features: FeatureTable, click_model: ClickModel, *, sessions: int, list_size: int, seed: int,
+                          policy_fraction: float, policy_min_queries: int) -> np.ndarray:
+    """Propensities from a simulated result-randomisation experiment (RandTop-K; Joachims et al.
+    2017): each session shows the logging policy's top K in a uniformly random order, so relevance
+    is independent of position and CTR_k / CTR_1 estimates p_k / p_1."""
+    log = simulate_sessions(features, click_model, sessions=1, list_size=list_size, seed=seed,
+                            policy_fraction=policy_fraction, policy_min_queries=policy_min_queries)
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
+    q = rng.integers(0, len(log.query_ids), size=sessions)
+    shown = log.displayed[q]
+    # Shuffle valid items among the valid slots of each list (padding stays at the end).
+    keys = np.where(shown >= 0, rng.random(shown.shape), 2.0)
+    shown = np.take_along_axis(shown, np.argsort(keys, axis=1), axis=1)
+    mask = shown >= 0
+    labels = np.where(mask, features.labels[np.maximum(shown, 0)], 0)
+    clicks = click_model.sample(labels, np.broadcast_to(np.arange(1, list_size + 1), shown.shape), mask, rng)
+    ctr = clicks.sum(axis=0) / np.maximum(mask.sum(axis=0), 1)
+    return ctr / ctr[0]
 
 
 def write_simulated_log(log: SimulatedLog, features: FeatureTable, path: str | Path) -> int:
@@ -77,14 +111,25 @@ def write_simulated_log(log: SimulatedLog, features: FeatureTable, path: str | P
     return int(m.sum())
 
 
-def true_propensities(click_model: ClickModel, list_size: int) -> dict[str, Any]:
-    positions = np.arange(1, list_size + 1)
-    exam = click_model.examination(positions)
-    return {
-        "positions": positions.tolist(),
+def true_propensities(click_model: ClickModel, log: SimulatedLog, features: FeatureTable) -> dict[str, Any]:
+    """Marginal examination per position over the simulated sessions (for PBM-like models this is
+    the model's curve; for cascade-type models it depends on the lists shown), relative to position 1.
+    Trust-bias models add the affine (alpha, beta) per position."""
+    shown = log.displayed[log.session_query]
+    mask = shown >= 0
+    k = shown.shape[1]
+    labels = np.where(mask, features.labels[np.maximum(shown, 0)], 0)
+    positions = np.broadcast_to(np.arange(1, k + 1), shown.shape)
+    exam = click_model.examination_probability(labels, positions, mask).sum(axis=0) / np.maximum(mask.sum(axis=0), 1)
+    out: dict[str, Any] = {
+        "positions": list(range(1, k + 1)),
         "examination": [float(v) for v in exam],
         "relative": [float(v) for v in exam / exam[0]],
     }
+    if hasattr(click_model, "affine"):
+        alpha, beta = click_model.affine(np.arange(1, k + 1))
+        out["affine"] = {"alpha": [float(a) for a in alpha], "beta": [float(b) for b in beta]}
+    return out
 
 
 def run_simulation(
@@ -98,24 +143,26 @@ def run_simulation(
     policy_fraction: float,
     policy_min_queries: int,
     config: dict[str, Any],
+    logging_policies: int = 1,
 ) -> dict[str, Any]:
     """Simulate and write `clicks.parquet`, `propensities.json` and `simulation.json` under out_dir."""
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     log = simulate_sessions(
         features, click_model, sessions=sessions, list_size=list_size, seed=seed,
-        policy_fraction=policy_fraction, policy_min_queries=policy_min_queries,
+        policy_fraction=policy_fraction, policy_min_queries=policy_min_queries, logging_policies=logging_policies,
     )
     t_sim = time.perf_counter() - t0
     rows = write_simulated_log(log, features, out_dir / "clicks.parquet")
-    write_json(true_propensities(click_model, list_size), out_dir / "propensities.json")
+    write_json(true_propensities(click_model, log, features), out_dir / "propensities.json")
     summary = {
         "config": config,
         "features": features.path,
         "sessions": sessions,
         "impressions": rows,
         "clicks": int(log.clicks.sum()),
-        "training_queries": int(len(log.query_ids)),
+        "training_queries": int(len(set(log.query_ids.tolist()))),
+        "logging_policies": logging_policies,
         "policy_queries": log.policy_queries,
         "seconds_simulate": round(t_sim, 3),
         "seconds_total": round(time.perf_counter() - t0, 3),

@@ -15,7 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from ultr.algorithms.dla import relative_propensity
 from ultr.data.batching import BatchIterator, QueryLists
 from ultr.metrics import evaluate_scores
 from ultr.train.state import TrainState
@@ -52,8 +51,7 @@ def score_lists(steps: Steps, ranker_params: Any, lists: QueryLists, features: j
 
 
 def read_propensity(steps: Steps, prop_params: Any, list_size: int) -> np.ndarray:
-    logits = steps.propensity_logits(prop_params, jnp.arange(1, list_size + 1, dtype=jnp.int32))
-    return np.asarray(relative_propensity(logits))
+    return np.asarray(steps.propensity_curve(prop_params))[:list_size]
 
 
 def fit(
@@ -113,8 +111,9 @@ def fit(
             best.history[-1]["vali_ndcg@10"] = last_vali
             if writer is not None:
                 writer.add_scalar(f"{name}/vali_ndcg_at_10", last_vali, step)
-                for k, v in enumerate(read_propensity(steps, state.propensity, list_size), start=1):
-                    writer.add_scalar(f"{name}/propensity/position_{k}", float(v), step)
+                if steps.learns_propensity:
+                    for k, v in enumerate(read_propensity(steps, state.propensity, list_size), start=1):
+                        writer.add_scalar(f"{name}/propensity/position_{k}", float(v), step)
             if last_vali > best.best_vali:
                 best.best_state, best.best_step, best.best_vali = jax.device_get(state), step, last_vali
                 bad_evals = 0

@@ -9,15 +9,24 @@ from typing import Any, Callable, Mapping
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from ultr.algorithms.click_models import rem_loss, two_tower_loss
 from ultr.algorithms.dla import dla_loss
+from ultr.algorithms.ips import affine_loss, ips_loss
 from ultr.algorithms.naive import naive_loss, oracle_loss
+from ultr.algorithms.pairwise import pairwise_debiasing_loss
 from ultr.train.state import TrainState
 
-CLICK_METHODS = ("dla", "naive")
+# Methods trained on click sessions; the oracle trains on labelled candidate lists.
+CLICK_METHODS = ("dla", "naive", "ips_true", "ips_randomized", "ips_harvested", "rem", "pairwise", "two_tower", "affine")
 LABEL_METHODS = ("oracle",)
 METHODS = CLICK_METHODS + LABEL_METHODS
+# Methods whose propensity tower is trained by gradient (the pairwise biases update in closed form).
+GRADIENT_PROPENSITY = ("dla", "rem", "two_tower")
+# Methods that read known or separately estimated propensities.
+KNOWN_PROPENSITY = ("ips_true", "ips_randomized", "ips_harvested")
 
 
 @dataclass(frozen=True)
@@ -25,7 +34,8 @@ class Steps:
     init: Callable[[jax.Array, int], TrainState]
     train_step: Callable[[TrainState, Mapping[str, jax.Array], jax.Array], tuple[TrainState, dict[str, jax.Array]]]
     score: Callable[[Any, jax.Array, jax.Array], jax.Array]
-    propensity_logits: Callable[[Any, jax.Array], jax.Array]
+    propensity_curve: Callable[[Any], jax.Array]  # relative examination per position 1..K
+    learns_propensity: bool
 
 
 def make_steps(
@@ -39,47 +49,73 @@ def make_steps(
     num_features: int,
     list_size: int,
     propensity_context: bool = False,
+    known: Mapping[str, np.ndarray] | None = None,
 ) -> Steps:
+    """Build init/train/score functions for `method`. `known` holds what a method reads instead
+    of learning: `propensity` [K] (relative to position 1) for IPS, `alpha`/`beta` [K] for affine."""
     if method not in METHODS:
         raise ValueError(f"method {method!r} is unknown; available: {list(METHODS)}")
-    learns_propensity = method == "dla"
-    rank_weight = float(method_cfg.get("rank_weight", 1.0))
+    known = {k: jnp.asarray(v, jnp.float32) for k, v in (known or {}).items()}
+    if method in KNOWN_PROPENSITY and "propensity" not in known:
+        raise ValueError(f"{method} needs propensities (known['propensity'])")
+    if method == "affine" and not {"alpha", "beta"} <= known.keys():
+        raise ValueError("affine needs the trust-bias parameters alpha and beta per position (a trust click model's propensities.json)")
     max_weight = method_cfg.get("max_weight")
     max_weight = None if max_weight is None else float(max_weight)
-
-    def context(x: jax.Array) -> jax.Array | None:
-        return x if propensity_context else None
+    rank_weight = float(method_cfg.get("rank_weight", 1.0))
+    normalization = method_cfg.get("normalization", "softmax")
+    combine = method_cfg.get("combine", "additive")
+    ema = float(method_cfg.get("bias_momentum", 0.9))
+    learns_gradient = method in GRADIENT_PROPENSITY
 
     def inputs(features: jax.Array | None, doc_index: jax.Array) -> jax.Array:
         # Feature rankers read the device-resident feature matrix (the host ships only indices);
         # ID rankers (num_features=0, features=None) score the indices themselves.
         return doc_index if features is None else features[doc_index]
 
+    def context(x: jax.Array) -> jax.Array | None:
+        return x if propensity_context and num_features else None
+
     def init(key: jax.Array, batch_size: int) -> TrainState:
         k_r, k_p, k_state = jax.random.split(key, 3)
         shape = (batch_size, list_size)
         x = jnp.zeros(shape + (num_features,), jnp.float32) if num_features else jnp.zeros(shape, jnp.int32)
-        pos = jnp.ones((batch_size, list_size), jnp.int32)
         r_params = ranker.init(k_r, x)
-        p_params = propensity.init(k_p, pos, context(x) if num_features else None)
+        if method == "pairwise":
+            p_params = {"log_t_plus": jnp.zeros(list_size), "log_t_minus": jnp.zeros(list_size)}
+        else:
+            p_params = propensity.init(k_p, jnp.ones(shape, jnp.int32), context(x))
         return TrainState(
-            step=jnp.zeros((), jnp.int32),
-            ranker=r_params,
-            propensity=p_params,
-            ranker_opt=tx_ranker.init(r_params),
-            propensity_opt=tx_propensity.init(p_params),
-            key=k_state,
+            step=jnp.zeros((), jnp.int32), ranker=r_params, propensity=p_params,
+            ranker_opt=tx_ranker.init(r_params), propensity_opt=tx_propensity.init(p_params), key=k_state,
         )
 
     def losses(r_params, p_params, batch, features, dropout_key):
         x = inputs(features, batch["doc_index"])
         scores = ranker.apply(r_params, x, train=True, rngs={"dropout": dropout_key})
-        mask, targets = batch["mask"], batch["targets"]
-        if method == "dla":
-            logits = propensity.apply(p_params, batch["position"], context(x) if num_features else None)
-            out = dla_loss(scores, logits, targets, batch["position"], mask, rank_weight=rank_weight, max_weight=max_weight)
+        mask, clicks, pos = batch["mask"], batch["targets"], batch["position"]
+        aux: dict[str, jax.Array] = {}
+        if method in GRADIENT_PROPENSITY:
+            logits = propensity.apply(p_params, pos, context(x))
+            if method == "dla":
+                out = dla_loss(scores, logits, clicks, pos, mask, rank_weight=rank_weight, max_weight=max_weight, normalization=normalization)
+            elif method == "rem":
+                out = rem_loss(scores, logits, clicks, mask)
+            else:
+                out = two_tower_loss(scores, logits, clicks, mask, combine=combine)
             return out.total, {"loss": out.total, "rank_loss": out.rank, "propensity_loss": out.propensity}
-        loss = naive_loss(scores, targets, mask) if method == "naive" else oracle_loss(scores, targets, mask)
+        if method == "pairwise":
+            out = pairwise_debiasing_loss(scores, clicks, pos, mask, p_params["log_t_plus"], p_params["log_t_minus"])
+            aux = {"_log_t_plus": out.log_t_plus, "_log_t_minus": out.log_t_minus, "_has_plus": out.has_plus, "_has_minus": out.has_minus}
+            return out.loss, {"loss": out.loss, "rank_loss": out.loss, **aux}
+        if method == "naive":
+            loss = naive_loss(scores, clicks, mask)
+        elif method == "oracle":
+            loss = oracle_loss(scores, clicks, mask)
+        elif method == "affine":
+            loss = affine_loss(scores, clicks, pos, mask, known["alpha"], known["beta"])
+        else:
+            loss = ips_loss(scores, clicks, pos, mask, known["propensity"], max_weight=max_weight)
         return loss, {"loss": loss, "rank_loss": loss}
 
     grad_fn = jax.grad(losses, argnums=(0, 1), has_aux=True)
@@ -90,19 +126,39 @@ def make_steps(
         # Separate optimisers = separate global-norm clipping per tower, as in the reference DLA.
         upd_r, opt_r = tx_ranker.update(g_r, state.ranker_opt, state.ranker)
         ranker_params = optax.apply_updates(state.ranker, upd_r)
-        if learns_propensity:
+        opt_p, prop_params = state.propensity_opt, state.propensity
+        if learns_gradient:
             upd_p, opt_p = tx_propensity.update(g_p, state.propensity_opt, state.propensity)
             prop_params = optax.apply_updates(state.propensity, upd_p)
-        else:
-            opt_p, prop_params = state.propensity_opt, state.propensity
+        elif method == "pairwise":
+            # Moving average of the closed-form batch estimates, only where the batch has evidence.
+            def blend(old, new, has):
+                return jnp.where(has, ema * old + (1 - ema) * new, old)
+
+            prop_params = {
+                "log_t_plus": blend(prop_params["log_t_plus"], metrics.pop("_log_t_plus"), metrics.pop("_has_plus")),
+                "log_t_minus": blend(prop_params["log_t_minus"], metrics.pop("_log_t_minus"), metrics.pop("_has_minus")),
+            }
         new = state.replace(step=state.step + 1, ranker=ranker_params, propensity=prop_params, ranker_opt=opt_r, propensity_opt=opt_p, key=key)
         return new, metrics
 
     def score(r_params, doc_index, features):
         return ranker.apply(r_params, inputs(features, doc_index), train=False)
 
-    def propensity_logits(p_params, positions):
-        return propensity.apply(p_params, positions, None)
+    def propensity_curve(p_params):
+        if method == "pairwise":
+            return jnp.exp(p_params["log_t_plus"] - p_params["log_t_plus"][0])
+        if method in KNOWN_PROPENSITY:
+            return known["propensity"] / known["propensity"][0]
+        logits = propensity.apply(p_params, jnp.arange(1, list_size + 1, dtype=jnp.int32), None)
+        if method == "rem" or (method == "two_tower" and combine == "multiplicative"):
+            e = jax.nn.sigmoid(logits)
+            return e / e[0]
+        if method == "dla" and normalization == "sigmoid":
+            e = jax.nn.sigmoid(logits)
+            return e / e[0]
+        return jnp.exp(logits - logits[0])  # softmax-normalised towers; additive two-tower: odds ratio
 
+    learns = method in GRADIENT_PROPENSITY or method == "pairwise"
     # The state is donated: its buffers are reused for the next state instead of copied.
-    return Steps(init, jax.jit(train_step, donate_argnums=0), jax.jit(score), jax.jit(propensity_logits))
+    return Steps(init, jax.jit(train_step, donate_argnums=0), jax.jit(score), jax.jit(propensity_curve), learns)
