@@ -9,6 +9,14 @@ SHARED = ROOT.parent / "shared" / "data"
 EMBEDDED_MQ2008 = ROOT / "data" / "mq2008"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Experiments share simulated data through a cache; tests get their own, never the user's."""
+    import os
+
+    os.environ["ULTR_CACHE"] = str(tmp_path_factory.mktemp("ultr-cache"))
+
+
 def write_letor(path: Path, lines: list[str]) -> Path:
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -4,6 +4,7 @@ and the statistical check that DLA recovers a known propensity curve."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -90,9 +91,10 @@ def test_nonfinite_loss_stops_with_clear_error(tmp_path):
 
 def test_given_click_log_and_python_api(tmp_path, experiment_run):
     run_dir, _ = experiment_run
-    model = fit(run_dir / "clicks.parquet", run_dir / "features.parquet", method="dla", steps=40,
+    data = Path(experiment_run[1]["data_dir"])
+    model = fit(data / "clicks.parquet", data / "features.parquet", method="dla", steps=40,
                 overrides=["model.hidden=[16]", "trainer.batch_size=32", "trainer.eval_every=20"], work_dir=tmp_path / "w")
-    scores = model.predict(run_dir / "features.parquet", split="test")
+    scores = model.predict(data / "features.parquet", split="test")
     assert scores.shape == (2874,) and np.isfinite(scores).all()
     curve = model.propensity()
     assert curve.shape == (10,) and curve[0] == 1.0
@@ -103,7 +105,7 @@ def test_cli_with_existing_clicks_and_overrides(tmp_path, experiment_run):
     out = tmp_path / "cli"
     subprocess.run(
         [sys.executable, "-m", "pipelines.experiment", f"hydra.run.dir={out}", "trainer=debug", "algorithm=naive",
-         "model.hidden=[8]", f"clicks={run_dir / 'clicks.parquet'}"],
+         "model.hidden=[8]", f"clicks={Path(experiment_run[1]['data_dir']) / 'clicks.parquet'}"],
         cwd=ROOT, check=True, capture_output=True,
     )
     r = json.loads((out / "results.json").read_text())

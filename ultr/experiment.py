@@ -21,7 +21,8 @@ import pyarrow as pa
 from ultr.data.batching import BatchIterator, QueryLists, Sessions, list_arrays, query_lists, read_sessions, session_arrays
 from ultr.data.etl import print_stats, run_etl
 from ultr.data.io import write_json, write_parquet
-from ultr.data.letor import FeatureTable
+from ultr.cache import cached_dir
+from ultr.data.letor import FeatureTable, read_features
 from ultr.errors import DataError
 from ultr.metrics import evaluate_scores, propensity_error
 from ultr.models.propensity import ContextPropensity, PositionPropensity
@@ -153,23 +154,32 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
     # --- data: features, click log (simulated unless given), session tables
     t = time.perf_counter()
     true_curve = None
-    features = ingest(cfg["data"], run_dir)
+    data_dir = run_dir
+    cached = False
     if cfg.get("clicks"):
+        features = ingest(cfg["data"], run_dir)
         clicks_path = resolve(cfg["clicks"])
-        sidecar = clicks_path.parent / "propensities.json"
-        if sidecar.exists():
-            true_curve = json.loads(sidecar.read_text())["relative"]
+        sidecar_path = clicks_path.parent / "propensities.json"
+        sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.exists() else {}
+        stats = run_etl(clicks_path, run_dir / "features.parquet", run_dir, etl_config(cfg["etl"]))
     else:
-        simulate_on(features, cfg, run_dir)
-        clicks_path = run_dir / "clicks.parquet"
-        true_curve = json.loads((run_dir / "propensities.json").read_text())["relative"]
-    timing["data_seconds"] = time.perf_counter() - t
+        def build(out: Path) -> None:
+            simulate_on(ingest(cfg["data"], out), cfg, out)
+            run_etl(out / "clicks.parquet", out / "features.parquet", out, etl_config(cfg["etl"]))
 
-    t = time.perf_counter()
-    stats = run_etl(clicks_path, run_dir / "features.parquet", run_dir, etl_config(cfg["etl"]))
+        if cfg.get("cache", {}).get("enabled", True):
+            data_dir, cached = cached_dir(cfg, build)
+        else:
+            build(run_dir)
+        features = read_features(data_dir / "features.parquet")
+        sidecar = json.loads((data_dir / "propensities.json").read_text())
+        stats = json.loads((data_dir / "stats.json").read_text())
+    true_curve = sidecar.get("relative")
+    if data_dir != run_dir:
+        write_json(stats, run_dir / "stats.json")  # the run dir stays self-describing
     print_stats(stats, file=sys.stderr)
-    sessions = read_sessions(run_dir)
-    timing["etl_seconds"] = time.perf_counter() - t
+    sessions = read_sessions(data_dir)
+    timing["data_seconds"] = time.perf_counter() - t
 
     vali = query_lists(features, "vali")
     test = query_lists(features, "test")
@@ -186,8 +196,6 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
 
         writer = SummaryWriter(str(run_dir / "tensorboard"))
 
-    sidecar = json.loads((run_dir / "propensities.json").read_text()) if not cfg.get("clicks") else (
-        json.loads((clicks_path.parent / "propensities.json").read_text()) if (clicks_path.parent / "propensities.json").exists() else {})
     results: dict[str, Any] = {}
     histories = {}
     per_query = []
@@ -246,6 +254,8 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
         "data": {"sessions": stats["sessions"], "impressions": stats["impressions"], "clicks": stats["clicks"],
                  "zero_click_sessions": stats["zero_click_sessions"], "dropped_sessions": stats["dropped_sessions"]},
         "devices": [str(d) for d in jax.devices()],
+        "data_dir": str(data_dir),
+        "data_cached": cached,
     }
     write_json(out, run_dir / "results.json")
     table = results_table(results)

@@ -1,0 +1,16 @@
+"""Summarise a sweep: `python -m pipelines.aggregate sweep_dir=DIR`."""
+
+import hydra
+from omegaconf import DictConfig
+
+from pipelines._entry import run
+from ultr.aggregate import aggregate
+
+
+@hydra.main(config_path="../conf", config_name="aggregate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(lambda c, _run_dir: aggregate(c["sweep_dir"]), cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Experiment presets compose and run shrunk; the data cache is shared; aggregation is exact."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from tests.conftest import EMBEDDED_MQ2008, ROOT
+from ultr.aggregate import aggregate, paired_p_value
+from ultr.api import default_config
+from ultr.experiment import run_experiment
+
+PRESETS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+SHRINK = ["trainer=debug", "trainer.steps=20", "trainer.eval_every=10", "model.hidden=[8]", "simulation.sessions=4000",
+          "trainer.tensorboard=false", "trainer.checkpoint=false", "algorithm.ips_randomized.sessions=5000"]
+
+
+@pytest.mark.skipif(not EMBEDDED_MQ2008.exists(), reason="embedded MQ2008 Fold1 missing from data/")
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_experiment_preset_runs_shrunk(tmp_path, preset):
+    overrides = [f"+experiment={preset}", *SHRINK]
+    if preset == "full_sweep":
+        overrides.append("data.fold=1")  # CI ships Fold1 only inside data/
+    cfg = default_config(overrides)
+    out = run_experiment(cfg, tmp_path)
+    assert set(out["methods"]) == set(cfg["algorithm"]["methods"])
+    header = (ROOT / "conf" / "experiment" / f"{preset}.yaml").read_text().splitlines()
+    assert header[0] == "# @package _global_" and any("pipelines.experiment" in line for line in header[1:4])
+
+
+@pytest.mark.skipif(not EMBEDDED_MQ2008.exists(), reason="embedded MQ2008 Fold1 missing from data/")
+def test_runs_share_cached_data(tmp_path):
+    a = run_experiment(default_config(SHRINK + ["algorithm=naive"]), tmp_path / "a")
+    b = run_experiment(default_config(SHRINK + ["algorithm=dla"]), tmp_path / "b")
+    c = run_experiment(default_config(SHRINK + ["algorithm=dla", "click_model.eta=2"]), tmp_path / "c")
+    assert a["data_dir"] == b["data_dir"] and b["data_cached"]
+    assert c["data_dir"] != a["data_dir"]
+
+
+def fake_run(d: Path, eta, seed, fold, values: dict):
+    d.mkdir(parents=True)
+    cfg = {"seed": seed, "data": {"fold": fold}, "click_model": {"eta": eta}, "trainer": {"progress": False}}
+    methods = {m: {"test": {"ndcg@1": v, "ndcg@3": v, "ndcg@5": v, "ndcg@10": v, "err@10": v / 2}} for m, v in values.items()}
+    methods["dla"]["propensity"] = {"estimated": [1.0, 0.5], "true": [1.0, 0.4], "mean_relative_error": 0.25}
+    (d / "results.json").write_text(json.dumps({"methods": methods, "config": cfg}))
+
+
+def test_aggregate_exact(tmp_path):
+    vals = {(1.0, 0): (0.70, 0.60), (1.0, 1): (0.72, 0.61), (1.0, 2): (0.74, 0.65), (2.0, 0): (0.5, 0.5), (2.0, 1): (0.6, 0.4)}
+    for i, ((eta, seed), (dla, naive)) in enumerate(vals.items()):
+        fake_run(tmp_path / str(i), eta, seed, 1, {"dla": dla, "naive": naive})
+    s = aggregate(tmp_path)
+    row = s.filter((pl.col("click_model.eta") == "1.0") & (pl.col("method") == "naive")).row(0, named=True)
+    assert row["n_runs"] == 3
+    assert row["ndcg@10_mean"] == pytest.approx((0.60 + 0.61 + 0.65) / 3)
+    assert row["ndcg@10_std"] == pytest.approx(np.std([0.60, 0.61, 0.65], ddof=1))
+    assert row["p_vs_dla"] == pytest.approx(paired_p_value(np.array([-0.10, -0.11, -0.09])))
+    for f in ("summary.csv", "summary.md", "runs.parquet", "ndcg_vs_eta.png", "propensity_curves.png"):
+        assert (tmp_path / f).exists(), f
+
+
+def test_paired_t_golden():
+    # diffs [1, 2, 3]: mean 2, sd 1, t = 2 / (1 / sqrt 3) = 3.4641, df 2 -> two-sided p = 0.07418
+    assert paired_p_value(np.array([1.0, 2.0, 3.0])) == pytest.approx(0.07418, abs=1e-4)
+    assert np.isnan(paired_p_value(np.array([1.0])))

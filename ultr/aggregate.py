@@ -1,0 +1,142 @@
+"""Aggregate a sweep: every run's results.json -> one table (mean +- std over seeds and folds,
+number of runs, paired t-test p-value of nDCG@10 against DLA) and plots."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ultr.data.io import atomic_path, write_parquet
+from ultr.errors import DataError
+
+REPLICATE_KEYS = ("seed", "data.fold")
+METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "err@10")
+# Keys that vary between runs without defining a setting (bookkeeping, not experiment design).
+IGNORED_PREFIXES = ("hydra", "trainer.progress", "cache", "clicks")
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: json.dumps(d) if isinstance(d, list) else d}
+
+
+def paired_p_value(diff: np.ndarray) -> float:
+    """Two-sided paired t-test p-value for mean(diff) = 0 (NaN with fewer than 2 pairs)."""
+    n = len(diff)
+    if n < 2:
+        return float("nan")
+    sd = diff.std(ddof=1)
+    if sd == 0:
+        return 1.0 if diff.mean() == 0 else 0.0
+    t = diff.mean() / (sd / math.sqrt(n))
+    from jax.scipy.special import betainc
+
+    df = n - 1
+    return float(betainc(df / 2.0, 0.5, df / (df + t * t)))
+
+
+def collect_runs(sweep_dir: Path) -> tuple[pl.DataFrame, list[str], dict[str, Any]]:
+    files = sorted(sweep_dir.rglob("results.json"))
+    if not files:
+        raise DataError(f"{sweep_dir}: no results.json below it; point sweep_dir at a multirun directory")
+    runs = [(f, json.loads(f.read_text())) for f in files]
+    flat = [_flatten(r["config"]) for _, r in runs]
+    keys = sorted(set().union(*flat))
+    varying = [k for k in keys if len({json.dumps(fl.get(k), sort_keys=True) for fl in flat}) > 1]
+    setting_keys = [k for k in varying if k not in REPLICATE_KEYS and not k.startswith(IGNORED_PREFIXES) and not k.startswith("algorithm")]
+    rows, curves = [], {}
+    for (f, r), fl in zip(runs, flat):
+        setting = {k: str(fl.get(k)) for k in setting_keys}
+        for method, m in r["methods"].items():
+            row = {**setting, "method": method, "seed": fl.get("seed"), "fold": fl.get("data.fold"), "run": str(f.parent)}
+            row.update({k: m["test"].get(k) for k in METRICS})
+            row["prop_err"] = m.get("propensity", {}).get("mean_relative_error")
+            rows.append(row)
+            if "propensity" in m:
+                key = (tuple(setting.items()), method)
+                curves.setdefault(key, {"est": [], "true": m["propensity"].get("true")})["est"].append(m["propensity"]["estimated"])
+    return pl.DataFrame(rows, infer_schema_length=None), setting_keys, curves
+
+
+def aggregate(sweep_dir: str | Path) -> pl.DataFrame:
+    sweep_dir = Path(sweep_dir)
+    runs, setting_keys, curves = collect_runs(sweep_dir)
+    group = [*setting_keys, "method"]
+    agg = [pl.len().alias("n_runs")]
+    for k in (*METRICS, "prop_err"):
+        agg += [pl.col(k).mean().alias(f"{k}_mean"), pl.col(k).std().alias(f"{k}_std")]
+    summary = runs.group_by(group, maintain_order=True).agg(agg)
+    # Paired test against DLA on the same (setting, seed, fold).
+    pvals = []
+    for row in summary.iter_rows(named=True):
+        sel = runs.filter(*[pl.col(k) == row[k] for k in setting_keys]) if setting_keys else runs
+        a = sel.filter(pl.col("method") == row["method"]).select("seed", "fold", "ndcg@10")
+        b = sel.filter(pl.col("method") == "dla").select("seed", "fold", pl.col("ndcg@10").alias("dla"))
+        pair = a.join(b, on=["seed", "fold"], how="inner", nulls_equal=True)
+        pvals.append(float("nan") if row["method"] == "dla" or pair.height == 0 else paired_p_value((pair["ndcg@10"] - pair["dla"]).to_numpy()))
+    summary = summary.with_columns(pl.Series("p_vs_dla", pvals)).sort(group)
+    with atomic_path(sweep_dir / "summary.csv") as tmp:
+        summary.write_csv(tmp)
+    write_parquet(runs.to_arrow(), sweep_dir / "runs.parquet")
+    table = _markdown(summary, setting_keys)
+    with atomic_path(sweep_dir / "summary.md") as tmp:
+        tmp.write_text(f"# Sweep summary: {sweep_dir}\n\n{table}\n")
+    _plots(runs, setting_keys, curves, sweep_dir)
+    print(table, file=sys.stdout)
+    return summary
+
+
+def _markdown(summary: pl.DataFrame, setting_keys: list[str]) -> str:
+    head = [*setting_keys, "method", "n", "nDCG@10", "ERR@10", "propensity error", "p vs DLA"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in summary.iter_rows(named=True):
+        def ms(k: str) -> str:
+            m, s = r[f"{k}_mean"], r[f"{k}_std"]
+            return "-" if m is None else f"{m:.4f} ± {0.0 if s is None else s:.4f}"
+
+        p = r["p_vs_dla"]
+        lines.append("| " + " | ".join([*(str(r[k]) for k in setting_keys), r["method"], str(r["n_runs"]), ms("ndcg@10"), ms("err@10"),
+                                        ms("prop_err"), "-" if p is None or np.isnan(p) else f"{p:.3g}"]) + " |")
+    return "\n".join(lines)
+
+
+def _plots(runs: pl.DataFrame, setting_keys: list[str], curves: dict, out: Path) -> None:
+    from ultr.report import _save, plt
+
+    if "click_model.eta" in setting_keys:
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        means = runs.group_by("click_model.eta", "method").agg(pl.col("ndcg@10").mean(), pl.col("ndcg@10").std().alias("sd"))
+        for method in sorted(set(means["method"])):
+            m = means.filter(pl.col("method") == method).with_columns(pl.col("click_model.eta").cast(pl.Float64)).sort("click_model.eta")
+            ax.errorbar(m["click_model.eta"], m["ndcg@10"], yerr=m["sd"].fill_null(0), marker="o", capsize=3, label=method)
+        ax.set(xlabel="eta (bias severity)", ylabel="nDCG@10 (test)", title="nDCG@10 vs eta")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        _save(fig, out / "ndcg_vs_eta.png")
+    if curves:
+        settings = sorted({k[0] for k in curves})
+        fig, axes = plt.subplots(1, len(settings), figsize=(5 * len(settings), 3.8), squeeze=False)
+        for ax, setting in zip(axes[0], settings):
+            true = None
+            for (s, method), c in sorted(curves.items()):
+                if s != setting:
+                    continue
+                est = np.mean(np.asarray(c["est"], dtype=float), axis=0)
+                ax.plot(range(1, len(est) + 1), est, "-o", markersize=3, label=method)
+                true = c["true"] or true
+            if true:
+                ax.plot(range(1, len(true) + 1), true, "k--", label="true")
+            ax.set(title=", ".join(f"{k}={v}" for k, v in setting) or "all runs", xlabel="position", ylabel="relative examination")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        _save(fig, out / "propensity_curves.png")
