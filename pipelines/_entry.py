@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from ultr.errors import DataError
+
+# Absolute, so every entry point finds the configs however it is started.
+CONF = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def run(fn: Callable[[dict[str, Any], str], Any], cfg: DictConfig) -> Any:

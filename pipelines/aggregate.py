@@ -3,11 +3,11 @@
 import hydra
 from omegaconf import DictConfig
 
-from pipelines._entry import run
+from pipelines._entry import CONF, run
 from ultr.aggregate import aggregate
 
 
-@hydra.main(config_path="../conf", config_name="aggregate", version_base="1.3")
+@hydra.main(config_path=CONF, config_name="aggregate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     run(lambda c, _run_dir: aggregate(c["sweep_dir"]), cfg)
 

@@ -4,11 +4,11 @@
 import hydra
 from omegaconf import DictConfig
 
-from pipelines._entry import run
+from pipelines._entry import CONF, run
 from ultr.estimation.bias import estimate_bias
 
 
-@hydra.main(config_path="../conf", config_name="estimate_bias", version_base="1.3")
+@hydra.main(config_path=CONF, config_name="estimate_bias", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     run(estimate_bias, cfg)
 

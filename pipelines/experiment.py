@@ -3,11 +3,11 @@
 import hydra
 from omegaconf import DictConfig
 
-from pipelines._entry import run
+from pipelines._entry import CONF, run
 from ultr.experiment import run_experiment
 
 
-@hydra.main(config_path="../conf", config_name="experiment", version_base="1.3")
+@hydra.main(config_path=CONF, config_name="experiment", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     run(run_experiment, cfg)
 

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ultr.data.batching import BatchIterator, QueryLists, Sessions, list_arrays, query_lists, read_sessions, session_arrays
 from ultr.data.etl import print_stats, run_etl
@@ -30,6 +31,7 @@ from ultr.models.ranker import IdRanker, MLPRanker
 from ultr.paths import resolve
 from ultr.report import plot_learning_curves, plot_propensity, propensity_table, results_table
 from ultr.train.checkpoint import save_state
+from ultr.train.distributed import initialize as initialize_distributed
 from ultr.train.loop import FitResult, fit, read_propensity, score_lists
 from ultr.train.state import make_optimizer
 from ultr.train.steps import CLICK_METHODS, KNOWN_PROPENSITY, METHODS, Steps, make_steps
@@ -77,6 +79,7 @@ def train_method(
     *,
     writer: Any = None,
     known: Mapping[str, np.ndarray] | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> TrainedMethod:
     tr = cfg["trainer"]
     list_size = int(cfg["etl"]["list_size"])
@@ -84,17 +87,23 @@ def train_method(
     if method in CLICK_METHODS:
         if sessions is None or len(sessions) == 0:
             raise DataError(f"{method}: no training sessions with clicks; simulate more sessions or check the click log")
-        batches = BatchIterator(session_arrays(sessions), int(tr["batch_size"]), seed)
+        arrays, global_batch = session_arrays(sessions), int(tr["batch_size"])
     else:
         if train_lists is None:
             raise DataError(f"{method}: needs labelled training lists (a LETOR features table with a train split)")
-        batches = BatchIterator(list_arrays(train_lists), int(tr.get("oracle_batch_size", 32)), seed)
+        arrays, global_batch = list_arrays(train_lists), int(tr.get("oracle_batch_size", 32))
+    # Several processes: each reads its own slice of sessions and feeds its share of the batch.
+    pc, pid = jax.process_count(), jax.process_index()
+    if pc > 1:
+        arrays = {k: v[pid::pc] for k, v in arrays.items()}
+    batches = BatchIterator(arrays, global_batch // pc, seed + pid)
     steps = build_steps(method, cfg, features.num_features, list_size, known=known)
     result = fit(
         steps, batches, features_dev, vali,
         max_label=float(features.labels.max()), train_steps=int(tr["steps"]), eval_every=int(tr["eval_every"]),
         patience=tr.get("patience"), seed=seed, list_size=list_size, log_every=int(tr.get("log_every", 50)),
-        writer=writer, progress=bool(tr.get("progress", True)), name=method,
+        writer=writer, progress=bool(tr.get("progress", True)), name=method, global_batch=global_batch,
+        checkpoint_dir=checkpoint_dir, checkpoint_every=int(tr.get("checkpoint_every", 0) or 0), resume=bool(tr.get("resume", False)),
     )
     prop = read_propensity(steps, result.final_state.propensity, list_size) if (steps.learns_propensity or method in KNOWN_PROPENSITY) else None
     return TrainedMethod(method, steps, result, prop)
@@ -147,6 +156,7 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
     """Writes results.json, results.md, per_query.parquet, propensity.{json,png}, learning_curves.png,
     checkpoints/<method>, tensorboard/ and stats.json under run_dir; prints the results table."""
     run_dir = Path(run_dir)
+    initialize_distributed(cfg.get("distributed"))
     t_start = time.perf_counter()
     timing: dict[str, float] = {}
     methods = _methods(cfg)
@@ -199,11 +209,22 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
     results: dict[str, Any] = {}
     histories = {}
     per_query = []
+    resumed: dict[str, int] = {}
     for method in methods:
         t = time.perf_counter()
+        done = run_dir / "methods" / f"{method}.json"
+        if cfg["trainer"].get("resume") and done.exists():
+            # Finished before the interruption: reuse its results instead of training again.
+            saved = json.loads(done.read_text())
+            results[method], histories[method] = saved["entry"], saved["history"]
+            per_query.append(pq.read_table(run_dir / "methods" / f"{method}.per_query.parquet"))
+            continue
         known = known_inputs(method, cfg, features, sessions, true_curve, sidecar)
-        trained = train_method(method, cfg, features, features_dev, sessions, train_lists, vali, writer=writer, known=known)
+        trained = train_method(method, cfg, features, features_dev, sessions, train_lists, vali, writer=writer, known=known,
+                               checkpoint_dir=run_dir / "checkpoints" / f"{method}-train")
         f = trained.fit
+        if f.resumed_from_step is not None:
+            resumed[method] = f.resumed_from_step
         scores = score_lists(trained.steps, f.best_state.ranker, test, features_dev)
         test_means, test_per, valid = evaluate_scores(scores, test.label, test.mask, max_label)
         entry: dict[str, Any] = {
@@ -227,15 +248,16 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
             entry["checkpoint"] = str(save_state(f.best_state, run_dir / "checkpoints" / method))
         results[method] = entry
         histories[method] = f.history
-        per_query.append(
-            pa.table({
-                "method": [method] * len(test.query_id),
-                "split": ["test"] * len(test.query_id),
-                "query_id": test.query_id.tolist(),
-                "has_relevant": valid,
-                **{k: v.astype(np.float64) for k, v in test_per.items()},
-            })
-        )
+        table = pa.table({
+            "method": [method] * len(test.query_id),
+            "split": ["test"] * len(test.query_id),
+            "query_id": test.query_id.tolist(),
+            "has_relevant": valid,
+            **{k: v.astype(np.float64) for k, v in test_per.items()},
+        })
+        per_query.append(table)
+        write_parquet(table, run_dir / "methods" / f"{method}.per_query.parquet")
+        write_json({"entry": entry, "history": f.history}, done)
         timing[f"{method}_seconds"] = time.perf_counter() - t
     if writer is not None:
         writer.close()
@@ -255,6 +277,7 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
                  "zero_click_sessions": stats["zero_click_sessions"], "dropped_sessions": stats["dropped_sessions"]},
         "devices": [str(d) for d in jax.devices()],
         "data_dir": str(data_dir),
+        **({"resumed_from_step": next(iter(resumed.values())), "resumed_methods": resumed} if resumed else {}),
         "data_cached": cached,
     }
     write_json(out, run_dir / "results.json")

@@ -76,14 +76,24 @@ class BatchIterator:
             raise DataError("no sessions to train on (all were dropped or the log is empty)")
         self.arrays = dict(arrays)
         self.batch_size = batch_size
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.shuffle = shuffle
         self.epoch = 0
         self._order = self._new_order()
         self._pos = 0
 
     def _new_order(self) -> np.ndarray:
-        return self.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+        # Each epoch's order depends only on (seed, epoch), so (epoch, position) is the whole
+        # iterator state: a resumed run sees exactly the batches an uninterrupted one would.
+        return np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle else np.arange(self.n)
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "pos": self._pos}
+
+    def restore(self, state: dict[str, int]) -> None:
+        self.epoch = int(state["epoch"])
+        self._order = self._new_order()
+        self._pos = int(state["pos"])
 
     def next_indices(self) -> np.ndarray:
         out = np.empty(self.batch_size, dtype=np.int64)

@@ -1,5 +1,5 @@
 """The training loop: the only place with side effects (progress bar, TensorBoard, validation,
-early stopping, checkpoints). Everything it calls is pure."""
+early stopping, checkpoints, resume). Everything it calls is pure."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +17,8 @@ from tqdm import tqdm
 
 from ultr.data.batching import BatchIterator, QueryLists
 from ultr.metrics import evaluate_scores
+from ultr.train.checkpoint import TrainCheckpoints
+from ultr.train.distributed import Prefetcher, Sharder, data_mesh
 from ultr.train.state import TrainState
 from ultr.train.steps import Steps
 
@@ -35,9 +37,10 @@ class FitResult:
     seconds: float = 0.0
     compiles: int = 0
     final_state: TrainState | None = None
+    resumed_from_step: int | None = None
 
 
-def score_lists(steps: Steps, ranker_params: Any, lists: QueryLists, features: jax.Array, chunk: int = 512) -> np.ndarray:
+def score_lists(steps: Steps, ranker_params: Any, lists: QueryLists, features: jax.Array | None, chunk: int = 512) -> np.ndarray:
     """Scores for every candidate of every list, in fixed-size chunks (one compiled shape)."""
     n = len(lists.doc_index)
     out = []
@@ -57,7 +60,7 @@ def read_propensity(steps: Steps, prop_params: Any, list_size: int) -> np.ndarra
 def fit(
     steps: Steps,
     train: BatchIterator,
-    features: jax.Array,
+    features: jax.Array | None,
     vali: QueryLists | None,
     *,
     max_label: float,
@@ -70,58 +73,89 @@ def fit(
     writer: Any = None,
     progress: bool = True,
     name: str = "",
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    global_batch: int | None = None,
 ) -> FitResult:
     """Train for up to `train_steps`, validating nDCG@10 every `eval_every` steps; keep the best.
-    With `vali=None` (a log without expert labels) it trains all steps and keeps the last state."""
+
+    With `vali=None` (a log without expert labels) it trains all steps and keeps the last state.
+    Batches are sharded over every device (data parallel) and prepared in a background thread.
+    With `checkpoint_dir` and `checkpoint_every`, the whole loop state is checkpointed so that
+    `resume=True` continues exactly where a killed run stopped (bitwise on CPU).
+    """
+    sharder = Sharder(data_mesh(), global_batch or train.batch_size)
     state = steps.init(jax.random.PRNGKey(seed), train.batch_size)
     best = FitResult(best_state=jax.device_get(state), best_step=0, best_vali=-math.inf)
-    bad_evals = 0
+    bad_evals, start, last_vali = 0, 0, float("nan")
+    ckpt = TrainCheckpoints(checkpoint_dir) if checkpoint_dir and checkpoint_every else None
+    if resume and ckpt is not None and ckpt.latest_step() is not None:
+        state, best_state, meta = ckpt.restore(state)
+        best.best_state = best_state
+        best.best_step, best.best_vali, best.history = meta["best_step"], meta["best_vali"], meta["history"]
+        bad_evals, last_vali, start = meta["bad_evals"], meta["last_vali"], meta["step"]
+        train.restore(meta["iterator"])
+        best.resumed_from_step = start
+    state = sharder.replicate(state)
+    features = None if features is None else sharder.replicate(features)
+    stopped = meta_done = start >= train_steps or (resume and ckpt is not None and ckpt.finished())
     t0 = time.perf_counter()
-    bar = tqdm(total=train_steps, desc=name, disable=not progress, file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
-    last_vali = float("nan")
+    bar = tqdm(total=train_steps, initial=start, desc=name, disable=not progress, file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
+    batches = Prefetcher(train, sharder.put_batch)
     pending: list[tuple[int, dict[str, jax.Array]]] = []
-    step = 0
-    for step in range(1, train_steps + 1):
-        batch = next(train)
-        state, metrics = steps.train_step(state, batch, features)
-        pending.append((step, metrics))
-        # Reading metrics back blocks on the device, so do it only every `log_every` steps.
-        if step % log_every == 0 or step % eval_every == 0 or step == train_steps:
-            host = jax.device_get(pending)
-            pending = []
-            for s, m in host:
-                loss = float(m["loss"])
-                if not math.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"{name}: loss became {loss} at step {s}; lower optim.learning_rate, set optim.clip_norm, "
-                        "or check the input features for extreme values"
-                    )
-            if writer is not None:
-                for k, v in host[-1][1].items():
-                    writer.add_scalar(f"{name}/{k}", float(v), step)
-            bar.set_postfix(loss=f"{float(host[-1][1]['loss']):.4f}", vali_ndcg10=f"{last_vali:.4f}", refresh=False)
-            bar.update(len(host))
-            best.history.append({"step": step, "loss": float(host[-1][1]["loss"])})
-        if vali is None:
-            continue  # unlabelled log: no model selection, the final state is the result
-        if step % eval_every == 0 or step == train_steps:
-            scores = score_lists(steps, state.ranker, vali, features)
-            means, _, _ = evaluate_scores(scores, vali.label, vali.mask, max_label)
-            last_vali = means["ndcg@10"]
-            best.history[-1]["vali_ndcg@10"] = last_vali
-            if writer is not None:
-                writer.add_scalar(f"{name}/vali_ndcg_at_10", last_vali, step)
-                if steps.learns_propensity:
-                    for k, v in enumerate(read_propensity(steps, state.propensity, list_size), start=1):
-                        writer.add_scalar(f"{name}/propensity/position_{k}", float(v), step)
-            if last_vali > best.best_vali:
-                best.best_state, best.best_step, best.best_vali = jax.device_get(state), step, last_vali
-                bad_evals = 0
-            else:
-                bad_evals += 1
-                if patience is not None and bad_evals >= patience:
-                    break
-    bar.close()
+    step = start
+    try:
+        for step in range(start + 1, train_steps + 1):
+            if meta_done:
+                break
+            batch, it_state = next(batches)
+            state, metrics = steps.train_step(state, batch, features)
+            pending.append((step, metrics))
+            # Reading metrics back blocks on the device, so do it only every `log_every` steps.
+            if step % log_every == 0 or step % eval_every == 0 or step == train_steps:
+                host = jax.device_get(pending)
+                pending = []
+                for s, m in host:
+                    loss = float(m["loss"])
+                    if not math.isfinite(loss):
+                        raise NonFiniteLossError(
+                            f"{name}: loss became {loss} at step {s}; lower optim.learning_rate, set optim.clip_norm, "
+                            "or check the input features for extreme values"
+                        )
+                if writer is not None:
+                    for k, v in host[-1][1].items():
+                        writer.add_scalar(f"{name}/{k}", float(v), step)
+                bar.set_postfix(loss=f"{float(host[-1][1]['loss']):.4f}", vali_ndcg10=f"{last_vali:.4f}", refresh=False)
+                bar.update(len(host))
+                best.history.append({"step": step, "loss": float(host[-1][1]["loss"])})
+            if vali is not None and (step % eval_every == 0 or step == train_steps):
+                scores = score_lists(steps, state.ranker, vali, features)
+                means, _, _ = evaluate_scores(scores, vali.label, vali.mask, max_label)
+                last_vali = means["ndcg@10"]
+                best.history[-1]["vali_ndcg@10"] = last_vali
+                if writer is not None:
+                    writer.add_scalar(f"{name}/vali_ndcg_at_10", last_vali, step)
+                    if steps.learns_propensity:
+                        for k, v in enumerate(read_propensity(steps, state.propensity, list_size), start=1):
+                            writer.add_scalar(f"{name}/propensity/position_{k}", float(v), step)
+                if last_vali > best.best_vali:
+                    best.best_state, best.best_step, best.best_vali = jax.device_get(state), step, last_vali
+                    bad_evals = 0
+                else:
+                    bad_evals += 1
+                    stopped = patience is not None and bad_evals >= patience
+            if ckpt is not None and (step % checkpoint_every == 0 or stopped or step == train_steps):
+                ckpt.save(step, jax.device_get(state), best.best_state, {
+                    "step": step, "best_step": best.best_step, "best_vali": best.best_vali, "history": best.history,
+                    "bad_evals": bad_evals, "last_vali": last_vali, "iterator": it_state,
+                    "finished": bool(stopped or step == train_steps),
+                })
+            if stopped:
+                break
+    finally:
+        batches.close()
+        bar.close()
     best.final_state = jax.device_get(state)
     if vali is None:
         best.best_state, best.best_step = best.final_state, step

@@ -1,0 +1,17 @@
+"""Train and evaluate (the experiment config): `python -m pipelines.train ... trainer.resume=true`
+continues a killed run from its last training checkpoint in the run directory."""
+
+import hydra
+from omegaconf import DictConfig
+
+from pipelines._entry import CONF, run
+from ultr.experiment import run_experiment
+
+
+@hydra.main(config_path=CONF, config_name="experiment", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(run_experiment, cfg)
+
+
+if __name__ == "__main__":
+    main()
