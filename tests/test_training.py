@@ -110,3 +110,41 @@ def test_cli_with_existing_clicks_and_overrides(tmp_path, experiment_run):
     )
     r = json.loads((out / "results.json").read_text())
     assert list(r["methods"]) == ["naive"] and r["config"]["model"]["hidden"] == [8]
+
+
+def test_bf16_model_keeps_float32_loss():
+    import jax.numpy as jnp
+
+    from ultr.data.batching import BatchIterator
+
+    cfg = small_cfg(**{"model.dtype": "bfloat16"})
+    steps = build_steps("dla", cfg, 4, 3)
+    state = steps.init(jax.random.PRNGKey(0), 2)
+    rng = np.random.default_rng(0)
+    arrays = {"doc_index": rng.integers(0, 5, (8, 3)).astype(np.int32), "position": np.tile(np.arange(1, 4, dtype=np.int32), (8, 1)),
+              "targets": np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)], "mask": np.ones((8, 3), bool)}
+    feats = jnp.asarray(rng.random((5, 4), dtype=np.float32))
+    state, m = steps.train_step(state, next(BatchIterator(arrays, 2, 0)), feats)
+    assert m["loss"].dtype == jnp.float32 and np.isfinite(float(m["loss"]))
+    assert jax.tree.leaves(state.ranker)[0].dtype == jnp.float32  # params stay float32
+
+
+def test_prefetcher_preserves_order_and_state():
+    from ultr.data.batching import BatchIterator
+    from ultr.train.distributed import Prefetcher, Sharder, data_mesh
+
+    arrays = {"x": np.arange(10)}
+    ref = BatchIterator(arrays, 4, seed=3)
+    expected = [next(ref)["x"].tolist() for _ in range(5)]
+    it = BatchIterator(arrays, 4, seed=3)
+    pf = Prefetcher(it, Sharder(data_mesh(), 4).put_batch)
+    got = []
+    for _ in range(5):
+        batch, state = next(pf)
+        got.append(np.asarray(batch["x"]).tolist())
+    pf.close()
+    assert got == expected
+    # the state travelling with batch 5 resumes at batch 6
+    again = BatchIterator(arrays, 4, seed=3)
+    again.restore(state)
+    assert next(again)["x"].tolist() == next(ref)["x"].tolist()
