@@ -36,8 +36,26 @@ def graded_relevance(labels: np.ndarray, y_max: int, eps_neg: float, eps_pos: fl
     return eps_neg + (eps_pos - eps_neg) * (np.exp2(y) - 1.0) / (2.0**y_max - 1.0)
 
 
+def _theta(positions: np.ndarray, curve: str, eta: float) -> np.ndarray:
+    if curve == "inverse":
+        return (1.0 / np.maximum(positions, 1)) ** eta
+    theta = np.asarray(EYE_TRACKING_THETA)
+    return theta[np.clip(positions, 1, len(theta)) - 1] ** eta
+
+
+class _PositionOnly:
+    """Examination depends on the position alone: P(click) = examination(k) * attraction(label)."""
+
+    def examination_probability(self, labels: np.ndarray, positions: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return np.where(mask, self.examination(positions), 0.0)
+
+    def click_probability(self, labels: np.ndarray, positions: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        p = self.examination(positions) * graded_relevance(labels, self.y_max, self.eps_neg, self.eps_pos)
+        return p if mask is None else np.where(mask, p, 0.0)
+
+
 @dataclass(frozen=True)
-class PositionBasedModel:
+class PositionBasedModel(_PositionOnly):
     """PBM: click = examined(position) AND attracted(label), independent Bernoulli draws.
 
     examination(k) = theta_k ** eta with eye-tracking theta (positions past 10 reuse the last value),
@@ -57,20 +75,7 @@ class PositionBasedModel:
             raise ValueError(f"y_max={self.y_max}: the data needs at least one relevant grade")
 
     def examination(self, positions: np.ndarray) -> np.ndarray:
-        positions = np.asarray(positions)
-        if self.curve == "inverse":
-            base = 1.0 / np.maximum(positions, 1)
-        else:
-            theta = np.asarray(EYE_TRACKING_THETA)
-            base = theta[np.clip(positions, 1, len(theta)) - 1]
-        return base**self.eta
-
-    def examination_probability(self, labels: np.ndarray, positions: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return np.where(mask, self.examination(positions), 0.0)
-
-    def click_probability(self, labels: np.ndarray, positions: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        p = self.examination(positions) * graded_relevance(labels, self.y_max, self.eps_neg, self.eps_pos)
-        return p if mask is None else np.where(mask, p, 0.0)
+        return _theta(np.asarray(positions), self.curve, self.eta)
 
     def sample(self, labels: np.ndarray, positions: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         # One uniform per item: P(u < e * r) equals the product of two independent Bernoullis.
@@ -79,15 +84,17 @@ class PositionBasedModel:
         return ((u < p) & mask).astype(np.int8)
 
 
-def _theta(positions: np.ndarray, curve: str, eta: float) -> np.ndarray:
-    if curve == "inverse":
-        return (1.0 / np.maximum(positions, 1)) ** eta
-    theta = np.asarray(EYE_TRACKING_THETA)
-    return theta[np.clip(positions, 1, len(theta)) - 1] ** eta
+class _ExamineThenAttract:
+    """P(click) = P(examined | list) * attraction(label): shared by the list-dependent models."""
+
+    def click_probability(self, labels: np.ndarray, positions: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        mask = np.ones(labels.shape, bool) if mask is None else mask
+        r = graded_relevance(labels, self.y_max, self.eps_neg, self.eps_pos)
+        return self.examination_probability(labels, positions, mask) * np.where(mask, r, 0.0)
 
 
 @dataclass(frozen=True)
-class CascadeModel:
+class CascadeModel(_ExamineThenAttract):
     """Cascade model (Craswell et al., WSDM 2008): the user scans top-down, clicks an item with
     its attraction probability and stops at the first click. P(click_k) = r_k prod_{j<k} (1 - r_j)."""
 
@@ -106,11 +113,6 @@ class CascadeModel:
         cont = np.where(mask, self._continue(r, positions), 1.0)
         before = np.cumprod(np.concatenate([np.ones_like(cont[..., :1]), cont[..., :-1]], axis=-1), axis=-1)
         return np.where(mask, before, 0.0)
-
-    def click_probability(self, labels: np.ndarray, positions: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        mask = np.ones(labels.shape, bool) if mask is None else mask
-        r = graded_relevance(labels, self.y_max, self.eps_neg, self.eps_pos)
-        return self.examination_probability(labels, positions, mask) * np.where(mask, r, 0.0)
 
     def sample(self, labels: np.ndarray, positions: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         r = np.where(mask, graded_relevance(labels, self.y_max, self.eps_neg, self.eps_pos), 0.0)
@@ -149,7 +151,7 @@ class DependentClickModel(CascadeModel):
 
 
 @dataclass(frozen=True)
-class UserBrowsingModel:
+class UserBrowsingModel(_ExamineThenAttract):
     """UBM (Dupret & Piwowarski, SIGIR 2008): examination depends on the position k and the
     distance d to the previous click (d = k when none): gamma_{k,d} = theta_k^eta * decay^(d-1)."""
 
@@ -185,11 +187,6 @@ class UserBrowsingModel:
             last = np.where(valid, last - click_from, last)
             last[:, k + 1] = click_from.sum(axis=1)
         return np.where(mask, exam, 0.0)
-
-    def click_probability(self, labels: np.ndarray, positions: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        mask = np.ones(labels.shape, bool) if mask is None else mask
-        r = graded_relevance(labels, self.y_max, self.eps_neg, self.eps_pos)
-        return self.examination_probability(labels, positions, mask) * np.where(mask, r, 0.0)
 
     def sample(self, labels: np.ndarray, positions: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         r = np.where(mask, graded_relevance(labels, self.y_max, self.eps_neg, self.eps_pos), 0.0)
@@ -246,7 +243,7 @@ class TrustBiasModel:
 
 
 @dataclass(frozen=True)
-class MixturePBM:
+class MixturePBM(_PositionOnly):
     """Users of different bias severity: each session draws eta from `etas` with `weights`."""
 
     y_max: int
@@ -263,12 +260,6 @@ class MixturePBM:
     def examination(self, positions: np.ndarray) -> np.ndarray:
         return sum(w * _theta(np.asarray(positions), self.curve, e) for w, e in zip(self._w(), self.etas))
 
-    def examination_probability(self, labels: np.ndarray, positions: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return np.where(mask, self.examination(positions), 0.0)
-
-    def click_probability(self, labels: np.ndarray, positions: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        p = self.examination(positions) * graded_relevance(labels, self.y_max, self.eps_neg, self.eps_pos)
-        return p if mask is None else np.where(mask, p, 0.0)
 
     def sample(self, labels: np.ndarray, positions: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         eta = np.asarray(self.etas)[rng.choice(len(self.etas), size=labels.shape[0], p=self._w())]

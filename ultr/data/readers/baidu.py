@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from ultr.data.io import atomic_dir
-from ultr.data.readers.common import LINE, Quarantine, ReaderPolicy, finish, iter_line_chunks, write_part
+from ultr.data.readers.common import LINE, PartWriter, Quarantine, ReaderPolicy, finish, iter_line_chunks
 from ultr.errors import DataError
 
 # The published document-line columns, in order ("-" columns are unnamed in the release).
@@ -57,19 +57,16 @@ def convert_baidu(paths: list[Path], out_dir: Path, policy: ReaderPolicy) -> dic
                              "impressions": 0, "clicks": 0, "behaviour_values_missing": 0}
     next_session = 0
     with atomic_dir(out_dir / "clicks") as parts:
-        for i, path in enumerate(paths):
+        writer = PartWriter(parts, stats)
+        for path in paths:
             path = Path(path)
             if not path.exists():
                 raise DataError(f"{path}: no such file")
             df, n_sessions, lines, missing = _parse_part(path, next_session, policy, quarantine)
             stats["lines"] += lines
-            stats["sessions"] += n_sessions
             stats["behaviour_values_missing"] += missing
             next_session += n_sessions
-            if df.height:
-                stats["impressions"] += df.height
-                stats["clicks"] += int(df["click"].sum())
-                write_part(df, parts, i)
+            writer.add(df, n_sessions)
     if stats["sessions"] == 0:
         raise DataError(f"{paths}: no sessions found; expected Baidu-ULTR query lines followed by document lines")
     return finish(out_dir / "clicks", quarantine, out_dir, stats)

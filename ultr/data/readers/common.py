@@ -81,14 +81,25 @@ def _frame(data: bytes, path: Path, first_line: int) -> pl.DataFrame:
     return s.to_frame().with_row_index(LINE, offset=first_line).with_columns(pl.col("text").str.strip_suffix("\r"))
 
 
-def bad_numbers(df: pl.DataFrame, columns: dict[str, pl.DataType]) -> pl.Expr:
-    """True where a required numeric field does not parse."""
-    exprs = [pl.col(c).cast(t, strict=False).is_null() & pl.col(c).is_not_null() | pl.col(c).is_null() for c, t in columns.items()]
-    return pl.any_horizontal(exprs)
-
-
 def write_part(df: pl.DataFrame, out: Path, index: int) -> None:
     df.drop(LINE, strict=False).write_parquet(out / f"part-{index:05d}.parquet")
+
+
+class PartWriter:
+    """Numbers click-log parts and keeps the running counts every reader reports."""
+
+    def __init__(self, out: Path, stats: dict[str, Any]) -> None:
+        self.out, self.stats, self.parts = out, stats, 0
+
+    def add(self, df: pl.DataFrame, sessions: int, repeated: int = 0) -> None:
+        self.stats["sessions"] += sessions
+        if "repeated_clicks" in self.stats:
+            self.stats["repeated_clicks"] += repeated
+        if df.height:
+            self.stats["impressions"] += df.height
+            self.stats["clicks"] += int(df["click"].sum())
+            write_part(df, self.out, self.parts)
+            self.parts += 1
 
 
 def finish(parts_dir: Path, quarantine: Quarantine, out_dir: Path, stats: dict[str, Any]) -> dict[str, Any]:

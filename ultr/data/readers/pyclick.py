@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from ultr.data.io import atomic_dir
-from ultr.data.readers.common import LINE, Quarantine, ReaderPolicy, finish, iter_line_chunks, write_part
+from ultr.data.readers.common import LINE, PartWriter, Quarantine, ReaderPolicy, finish, iter_line_chunks
 from ultr.errors import DataError
 
 
@@ -24,20 +24,14 @@ def convert_pyclick(paths: list[Path], out_dir: Path, policy: ReaderPolicy) -> d
     stats: dict[str, Any] = {"format": "pyclick", "files": [str(p) for p in paths], "lines": 0, "sessions": 0,
                              "impressions": 0, "clicks": 0, "repeated_clicks": 0}
     next_session = 0
-    part = 0
     with atomic_dir(out_dir / "clicks") as parts:
+        writer = PartWriter(parts, stats)
         for path in paths:
             for lines in iter_line_chunks(Path(path), policy.chunk_bytes):  # a line never spans chunks
                 stats["lines"] += lines.height
                 df, n, repeated = _parse(lines, str(path), next_session, policy, quarantine)
                 next_session += n
-                stats["sessions"] += n
-                stats["repeated_clicks"] += repeated
-                if df.height:
-                    stats["impressions"] += df.height
-                    stats["clicks"] += int(df["click"].sum())
-                    write_part(df, parts, part)
-                    part += 1
+                writer.add(df, n, repeated)
     if stats["sessions"] == 0:
         raise DataError(f"{paths}: no sessions found; expected 'query<TAB>d1,...,dK : c1 , c2 ;' groups")
     return finish(out_dir / "clicks", quarantine, out_dir, stats)

@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from ultr.data.io import atomic_dir
-from ultr.data.readers.common import LINE, Quarantine, ReaderPolicy, finish, iter_line_chunks, write_part
+from ultr.data.readers.common import LINE, PartWriter, Quarantine, ReaderPolicy, finish, iter_line_chunks
 from ultr.errors import DataError
 
 
@@ -26,8 +26,8 @@ def convert_yandex(paths: list[Path], out_dir: Path, policy: ReaderPolicy) -> di
     stats: dict[str, Any] = {"format": "yandex", "files": [str(p) for p in paths], "lines": 0, "sessions": 0,
                              "impressions": 0, "clicks": 0, "repeated_clicks": 0}
     next_page = 0
-    part = 0
     with atomic_dir(out_dir / "clicks") as parts:
+        writer = PartWriter(parts, stats)
         for path in paths:
             carry = None
             for chunk in list_with_end(iter_line_chunks(Path(path), policy.chunk_bytes)):
@@ -48,13 +48,7 @@ def convert_yandex(paths: list[Path], out_dir: Path, policy: ReaderPolicy) -> di
                 df, pages, repeated = _parse(lines, str(path), next_page, policy, quarantine)
                 stats["lines"] += lines.height
                 next_page += pages
-                stats["sessions"] += pages
-                stats["repeated_clicks"] += repeated
-                if df.height:
-                    stats["impressions"] += df.height
-                    stats["clicks"] += int(df["click"].sum())
-                    write_part(df, parts, part)
-                    part += 1
+                writer.add(df, pages, repeated)
                 if last:
                     break
     if stats["sessions"] == 0:
