@@ -45,12 +45,16 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_propensity(curves: Mapping[str, list[float]], true: list[float] | None, path: Path) -> None:
+def plot_propensity(curves: Mapping[str, list[float]], true: list[float] | None, path: Path,
+                    reference: Mapping[str, list[float]] | None = None) -> None:
+    """Estimated curves, the true one if known, and reference curves (e.g. raw CTR) dotted."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     if true:
         ax.plot(range(1, len(true) + 1), true, "k--o", label="true", markersize=4)
     for name, c in curves.items():
         ax.plot(range(1, len(c) + 1), c, "-o", label=f"{name} (estimated)", markersize=4)
+    for name, c in (reference or {}).items():
+        ax.plot(range(1, len(c) + 1), c, ":", color="gray", label=name)
     ax.set(xlabel="position", ylabel="examination relative to position 1", title="Propensity curve")
     ax.grid(alpha=0.3)
     ax.legend()

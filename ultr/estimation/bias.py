@@ -86,7 +86,8 @@ def estimate_bias(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]
     with atomic_path(run_dir / "propensities.csv") as tmp:
         tmp.write_text("\n".join([header, *rows]) + "\n")
     ctr = np.asarray(out["ctr"])
-    plot_propensity({**{k: list(v) for k, v in curves.items()}, "CTR (not debiased)": list(ctr / ctr[0])}, None, run_dir / "propensities.png")
+    plot_propensity({k: list(v) for k, v in curves.items()}, None, run_dir / "propensities.png",
+                    reference={"CTR relative to position 1 (not debiased)": list(ctr / ctr[0])})
     print("\n| " + " | ".join(header.split(",")) + " |\n|" + "---|" * (len(curves) + 2), file=sys.stdout)
     for r in rows:
         print("| " + " | ".join(r.split(",")) + " |", file=sys.stdout)
