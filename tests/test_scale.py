@@ -44,7 +44,7 @@ def test_eight_devices_match_one(tmp_path):
 
 
 def test_kill_and_resume_is_exact(tmp_path):
-    args = ["algorithm=dla", "trainer.steps=400", "trainer.eval_every=50", "trainer.checkpoint_every=50", "trainer.patience=null"]
+    args = ["algorithm=dla", "trainer.steps=1000", "trainer.eval_every=50", "trainer.checkpoint_every=50", "trainer.patience=null"]
     ref = run(args, tmp_path / "ref")
     assert ref.returncode == 0, ref.stderr[-2000:]
     out = tmp_path / "killed"
@@ -52,7 +52,8 @@ def test_kill_and_resume_is_exact(tmp_path):
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = out / "checkpoints" / "dla-train"
     deadline = time.time() + 120
-    while time.time() < deadline and not any(p.name.isdigit() and int(p.name) >= 100 for p in ckpt.glob("*")):
+    # Kill at the first finished checkpoint: most of the run is still ahead.
+    while time.time() < deadline and not any(p.name.isdigit() for p in ckpt.glob("*")):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -60,7 +61,7 @@ def test_kill_and_resume_is_exact(tmp_path):
     resumed = run([*args, "trainer.resume=true"], out)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     r = json.loads((out / "results.json").read_text())
-    assert r["resumed_from_step"] >= 100
+    assert 50 <= r["resumed_from_step"] < 1000
     assert metrics(out) == metrics(tmp_path / "ref")  # bitwise: same floats
     ref_prop = json.loads((tmp_path / "ref" / "results.json").read_text())["methods"]["dla"]["propensity"]["estimated"]
     assert r["methods"]["dla"]["propensity"]["estimated"] == ref_prop
