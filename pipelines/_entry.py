@@ -21,6 +21,6 @@ def run(fn: Callable[[dict[str, Any], str], Any], cfg: DictConfig) -> Any:
     plain = OmegaConf.to_container(cfg, resolve=True)
     try:
         return fn(plain, run_dir)
-    except DataError as e:
+    except (DataError, FloatingPointError) as e:  # bad input, or a diverged run: the message says what to do
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
