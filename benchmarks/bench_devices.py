@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import WORK, record  # noqa: E402
 
-DEFAULT = ["trainer.steps=600", "trainer.eval_every=100", "trainer.patience=null", "trainer.progress=false", "trainer.tensorboard=false"]
+DEFAULT = ["trainer.steps=300", "trainer.eval_every=100", "trainer.patience=null", "trainer.progress=false", "trainer.tensorboard=false"]
 
 
 def main() -> None:

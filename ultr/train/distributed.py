@@ -75,10 +75,12 @@ class Prefetcher:
 
     def __init__(self, it: Any, put: Any, depth: int = 2) -> None:
         self._it, self._put = it, put
-        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._q: queue.Queue = queue.Queue(maxsize=max(depth, 1))
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._thread = None
+        if depth > 0:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
         try:
@@ -98,6 +100,9 @@ class Prefetcher:
         return self
 
     def __next__(self) -> tuple[dict[str, jax.Array], dict[str, int]]:
+        if self._thread is None:  # synchronous mode
+            batch = next(self._it)
+            return self._put(batch), self._it.state()
         item = self._q.get()
         if isinstance(item, BaseException):
             raise item
@@ -105,4 +110,13 @@ class Prefetcher:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def prefetch_depth() -> int:
+    """Background prefetch, except with several devices simulated on the host CPU: there a transfer
+    issued from a second thread between the per-device launches of a step can leave the
+    all-reduce rendezvous waiting for devices that never start (XLA:CPU aborts after 40 s)."""
+    multi_host_cpu = jax.default_backend() == "cpu" and jax.local_device_count() > 1
+    return 0 if multi_host_cpu else 2

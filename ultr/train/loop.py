@@ -18,7 +18,7 @@ from tqdm import tqdm
 from ultr.data.batching import BatchIterator, QueryLists
 from ultr.metrics import evaluate_scores
 from ultr.train.checkpoint import TrainCheckpoints
-from ultr.train.distributed import Prefetcher, Sharder, data_mesh
+from ultr.train.distributed import Prefetcher, Sharder, data_mesh, prefetch_depth
 from ultr.train.state import TrainState
 from ultr.train.steps import Steps
 
@@ -102,7 +102,7 @@ def fit(
     stopped = meta_done = start >= train_steps or (resume and ckpt is not None and ckpt.finished())
     t0 = time.perf_counter()
     bar = tqdm(total=train_steps, initial=start, desc=name, disable=not progress, file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
-    batches = Prefetcher(train, sharder.put_batch)
+    batches = Prefetcher(train, sharder.put_batch, prefetch_depth())
     pending: list[tuple[int, dict[str, jax.Array]]] = []
     step = start
     try:
