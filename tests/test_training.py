@@ -148,3 +148,10 @@ def test_prefetcher_preserves_order_and_state():
     again = BatchIterator(arrays, 4, seed=3)
     again.restore(state)
     assert next(again)["x"].tolist() == next(ref)["x"].tolist()
+
+
+def test_rerun_into_same_run_dir(tmp_path):
+    cfg = small_cfg(**{"algorithm": "naive", "trainer.checkpoint_every": "20", "trainer.tensorboard": "false"})
+    first = run_experiment(cfg, tmp_path)
+    again = run_experiment(cfg, tmp_path)  # older training checkpoints must not block a fresh run
+    assert first["methods"]["naive"]["test"] == again["methods"]["naive"]["test"]

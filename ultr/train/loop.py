@@ -4,6 +4,7 @@ early stopping, checkpoints, resume). Everything it calls is pure."""
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -89,6 +90,8 @@ def fit(
     state = steps.init(jax.random.PRNGKey(seed), train.batch_size)
     best = FitResult(best_state=jax.device_get(state), best_step=0, best_vali=-math.inf)
     bad_evals, start, last_vali = 0, 0, float("nan")
+    if checkpoint_dir and checkpoint_every and not resume:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # a fresh run must not mix with an older one's steps
     ckpt = TrainCheckpoints(checkpoint_dir) if checkpoint_dir and checkpoint_every else None
     if resume and ckpt is not None and ckpt.latest_step() is not None:
         state, best_state, meta = ckpt.restore(state)
