@@ -121,14 +121,45 @@ def test_sharding_keeps_sessions_whole_and_equal(tmp_path_factory, seed, shard_r
             rows.append((int(s * 13 % 41), str(q), ft.doc_ids[d], pos, int(rng.integers(0, 2))))
     log = write_log(tmp / "log.parquet", rows)
     one = run_etl(log, f, tmp / "one", EtlConfig(list_size=5, shard_rows=10**9))
-    many = run_etl(log, f, tmp / "many", EtlConfig(list_size=5, shard_rows=shard_rows))
     a = pl.read_parquet(tmp / "one" / "sessions" / "*.parquet").sort("session_id")
-    shards = [pl.read_parquet(p) for p in sorted((tmp / "many" / "sessions").glob("*.parquet"))]
-    ids = [set(s["session_id"].to_list()) for s in shards]
-    assert sum(len(i) for i in ids) == len(set().union(*ids))  # no session in two shards
-    assert pl.concat(shards).sort("session_id").equals(a)
-    assert one["clicks_per_position"] == many["clicks_per_position"]
-    assert many["shards"] == len(shards)
+    # The same log as one file, as parts holding disjoint session ranges (one shard per part, read
+    # through the Parquet statistics), and as parts whose ranges overlap (repartitioned).
+    by_session = pl.read_parquet(log).sort("session_id", maintain_order=True)
+    disjoint, overlapping = tmp / "disjoint", tmp / "overlapping"
+    disjoint.mkdir(), overlapping.mkdir()
+    cut = [0, *sorted({int(x) for x in rng.integers(1, 41, size=2)}), 41]
+    for i, (lo, hi) in enumerate(zip(cut, cut[1:])):
+        by_session.filter(pl.col("session_id").is_between(lo, hi - 1)).write_parquet(disjoint / f"part-{i}.parquet")
+    pl.read_parquet(log).head(len(rows) // 2).write_parquet(overlapping / "part-0.parquet")
+    pl.read_parquet(log).tail(len(rows) - len(rows) // 2).write_parquet(overlapping / "part-1.parquet")
+    for name, source in (("many", log), ("disjoint", disjoint), ("overlapping", overlapping)):
+        # Parts are used as shards when none exceeds two shards' rows; size shards so they do.
+        size = max(len(rows) // 2, 1) if name == "disjoint" else shard_rows
+        many = run_etl(source, f, tmp / name, EtlConfig(list_size=5, shard_rows=size))
+        if name == "disjoint":
+            assert many["sharding"] == "parts"
+        elif name == "overlapping" and shard_rows < len(rows):
+            assert many["sharding"] == "repartitioned"
+        shards = [pl.read_parquet(p) for p in sorted((tmp / name / "sessions").glob("*.parquet"))]
+        ids = [set(s["session_id"].to_list()) for s in shards]
+        assert sum(len(i) for i in ids) == len(set().union(*ids)), name  # no session in two shards
+        assert pl.concat(shards).sort("session_id").equals(a), name
+        assert one["clicks_per_position"] == many["clicks_per_position"], name
+        assert many["shards"] == len(shards), name
+
+
+def test_document_join_falls_back_on_hash_collisions(tmp_path, features_path, monkeypatch):
+    """The (query, doc) hash join must never merge documents: with every key colliding, the
+    string join takes over and the session table is unchanged."""
+    import ultr.data.etl as etl
+
+    log = write_log(tmp_path / "log.parquet", TINY_LOG)
+    run_etl(log, features_path, tmp_path / "hashed", EtlConfig(list_size=5))
+    monkeypatch.setattr(etl, "_PAIR_HASH", pl.lit(7, dtype=pl.UInt64))
+    run_etl(log, features_path, tmp_path / "collide", EtlConfig(list_size=5))
+    a = pl.read_parquet(tmp_path / "hashed" / "sessions" / "*.parquet")
+    b = pl.read_parquet(tmp_path / "collide" / "sessions" / "*.parquet")
+    assert a.equals(b) and a.height == 2
 
 
 def _letor(tmp, seed):

@@ -83,21 +83,23 @@ def _parse_part(path: Path, first_session: int, policy: ReaderPolicy, quarantine
         c("_isq").cum_sum().alias("_s"), pl.when(c("_isq")).then(c("c0")).forward_fill().alias("query_id"),
     )
     keep = {name: f"c{DOC_COLUMNS.index(name)}" for name in ("title", "abstract")} if policy.keep_text else {}
-    # One parse of the part; everything below works on this frame.
-    all_lines = lf.select(
+    lines = lf.select(
         LINE, "_isq", "_s", "query_id", c("c0").alias("_c0"), c("c0").cast(pl.Int16, strict=False).alias("position"),
         c("c1").alias("doc_id"), c("c4").alias("_c4"), c("c5").alias("click"), c("c32").is_not_null().alias("_long"),
         *[c(f"c{DOC_COLUMNS.index(name)}").alias(name) for name in BEHAVIOUR],
         *[c(col).alias(name) for name, col in keep.items()],
         *([c("c1").alias("query")] if policy.keep_text else []),
-    ).collect(engine="streaming")
-    n_lines = all_lines.height
-    n_sessions = int(all_lines["_isq"].sum())
-    queries = all_lines.filter("_isq").select("_s", "query") if policy.keep_text else None
-    df = all_lines.filter(~c("_isq"))
-    del all_lines
-    orphan = df.filter(c("_s") == 0)
-    if orphan.height:
+    )
+    # One parse of the part feeds every output (collect_all shares the scan): the document lines,
+    # the line/session counts, and the query texts when they are kept.
+    plans = [lines.filter(~c("_isq")).drop("_isq"), lf.select(pl.len().alias("lines"), c("_isq").sum().alias("sessions"))]
+    if policy.keep_text:
+        plans.append(lines.filter("_isq").select("_s", "query"))
+    df, counts, *queries_out = pl.collect_all(plans, engine="streaming")
+    n_lines, n_sessions = int(counts["lines"][0]), int(counts["sessions"][0])
+    queries = queries_out[0] if queries_out else None
+    if df.height and df["_s"].min() == 0:
+        orphan = df.filter(c("_s") == 0)
         raise DataError(f"{source}:{orphan[LINE][0]}: document line before any query line; a Baidu-ULTR part starts with a query line")
     bad = (c("position").is_null() | (c("position") < 1) | c("doc_id").is_null() | ~c("click").is_in([0, 1]) | c("_long")).fill_null(True)
     bad_rows = df.filter(bad).select(
@@ -107,7 +109,11 @@ def _parse_part(path: Path, first_session: int, policy: ReaderPolicy, quarantine
                    policy.on_bad_line, "check the file is a Baidu-ULTR training part, or set log.on_bad_line=quarantine")
     if bad_rows.height:
         df = df.filter(~bad)
-    dup = df.filter(pl.struct("_s", "position").is_duplicated())
+    # Pages list their documents by increasing position; only a page that does not needs the
+    # exact (hash-based) duplicate search.
+    sess, pos = df["_s"].to_numpy(), df["position"].to_numpy()
+    increasing = bool(((sess[1:] != sess[:-1]) | (pos[1:] > pos[:-1])).all())
+    dup = df.head(0) if increasing else df.filter(pl.struct("_s", "position").is_duplicated())
     if dup.height:
         raise DataError(f"{source}:{dup[LINE][0]}: position {dup['position'][0]} appears twice in one session (lines {dup[LINE].to_list()[:5]}); positions must be unique per query")
     missing = int(df.select(pl.sum_horizontal([c(b).is_null() for b in BEHAVIOUR]).sum()).item())
