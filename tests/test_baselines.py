@@ -81,3 +81,82 @@ def test_dla_sigmoid_normalisation():
     np.testing.assert_allclose(inverse_weights(e, POS3, ALL3, normalization="sigmoid"), [[1.0, 1.5, 1.5]], rtol=1e-6)
     with pytest.raises(ValueError):
         dla_loss(jnp.zeros((1, 3)), e, jnp.zeros((1, 3)), POS3, ALL3, normalization="nope")
+
+
+# --- doubly robust (Oosterhuis, TOIS 2023) -------------------------------------------------------
+# Three documents of one query with N = 10 logged sessions: d1 shown with A = sum alpha = 4 and
+# clicked 3 times, d2 shown with A = 2 and never clicked, d3 never shown (below the top K).
+DR_C = jnp.array([[3.0, 0.0, 0.0]])
+DR_A = jnp.array([[4.0, 2.0, 0.0]])
+DR_N = jnp.full((1, 3), 10.0)
+DR_R = jnp.array([[0.5, 0.2, 0.8]])  # the direct method's relevance
+
+
+def test_dr_targets_golden():
+    from ultr.algorithms.doubly_robust import dr_targets
+
+    zero = jnp.zeros((1, 3))
+    # shown: R + (C - A R)/A = C / A -> 3/4 and 0/2; never shown: the DM's 0.8
+    np.testing.assert_allclose(dr_targets(DR_R, DR_C, DR_A, zero, DR_N, ALL3), [[0.75, 0.0, 0.8]], rtol=1e-6, atol=1e-7)
+    # 1/rho = N/A = [2.5, 5] clipped at 3: d2 = 0.2 + (0 - 0.4)/10 * 3 = 0.08
+    np.testing.assert_allclose(dr_targets(DR_R, DR_C, DR_A, zero, DR_N, ALL3, max_weight=3.0), [[0.75, 0.08, 0.8]], rtol=1e-6, atol=1e-7)
+    # trust bias, B = [1, 1, 0]: (C - B) / A = [0.5, -0.5]; floored at 0 unless asked not to
+    b = jnp.array([[1.0, 1.0, 0.0]])
+    np.testing.assert_allclose(dr_targets(DR_R, DR_C, DR_A, b, DR_N, ALL3, clip_negative=False), [[0.5, -0.5, 0.8]], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(dr_targets(DR_R, DR_C, DR_A, b, DR_N, ALL3), [[0.5, 0.0, 0.8]], rtol=1e-6, atol=1e-7)
+    # padding gets 0 whatever the inputs
+    np.testing.assert_allclose(dr_targets(DR_R, DR_C, DR_A, zero, DR_N, jnp.array([[True, True, False]])), [[0.75, 0.0, 0.0]], rtol=1e-6, atol=1e-7)
+
+
+def test_dr_loss_golden_and_gradients():
+    from ultr.algorithms.doubly_robust import dm_loss, dr_loss
+
+    zero = jnp.zeros((1, 3))
+    # DM logits 0 -> R = .5: p = (A R)/N = [.2, .1]; d3 is never shown and adds nothing.
+    # -(3 ln .2 + 7 ln .8 + 0 ln .1 + 10 ln .9) / (10 + 10)
+    expect = -(3 * math.log(0.2) + 7 * math.log(0.8) + 10 * math.log(0.9)) / 20
+    np.testing.assert_allclose(dm_loss(zero, DR_C, DR_A, zero, DR_N, ALL3), expect, rtol=1e-6)
+    # ranker: targets with R = .5 are [.75, 0, .5]; s = [ln2, 0, 0] -> softmax [.5, .25, .25]
+    # -(.75 ln .5 + .5 ln .25) / 1.25 = (.75 + 1) ln2 / 1.25 = 1.4 ln2
+    s = jnp.array([[LN2, 0.0, 0.0]])
+    out = dr_loss(s, zero, DR_C, DR_A, zero, DR_N, ALL3)
+    np.testing.assert_allclose(out.targets, [[0.75, 0.0, 0.5]], rtol=1e-6)
+    np.testing.assert_allclose(out.rank, 1.4 * LN2, rtol=1e-6)
+    np.testing.assert_allclose(out.total, 1.4 * LN2 + expect, rtol=1e-6)
+    # the DM gets gradient only from its own likelihood (targets are under stop-gradient)
+    g_dm = jax.grad(lambda z: dr_loss(s, z, DR_C, DR_A, zero, DR_N, ALL3).total)(zero)
+    np.testing.assert_allclose(g_dm, jax.grad(lambda z: dm_loss(z, DR_C, DR_A, zero, DR_N, ALL3))(zero), rtol=1e-6)
+    # a query without sessions or clicks: finite loss and gradients
+    none = dr_loss(s, zero, zero, zero, zero, zero, ALL3)
+    g = jax.grad(lambda x: dr_loss(x, zero, zero, zero, zero, zero, ALL3).total)(s)
+    assert np.isfinite(float(none.total)) and np.isfinite(np.asarray(g)).all()
+
+
+def test_exposure_arrays_counts_and_unbiased_targets():
+    """Aggregation by hand on two sessions, then a PBM simulation: C/A recovers P(R=1|d) for every
+    shown document, and never-shown documents carry no evidence."""
+    from ultr.algorithms.doubly_robust import dr_targets
+    from ultr.data.batching import QueryLists, Sessions, exposure_arrays
+
+    q = QueryLists(np.array(["q1", "q2"], dtype=object), np.array([[0, 1, 2], [3, 0, 0]], np.int32),
+                   np.zeros((2, 3), np.float32), np.array([[True, True, True], [True, False, False]]))
+    s = Sessions(np.array([0, 1]), np.array(["q1", "q1"], dtype=object), np.array([[1, 0], [0, 1]], np.int32),
+                 np.array([[1, 2], [1, 2]], np.int16), np.array([[1, 0], [1, 1]], np.int8), np.ones((2, 2), bool))
+    a = exposure_arrays(q, s, alpha=[1.0, 0.5], beta=[0.1, 0.2])
+    np.testing.assert_allclose(a["targets"], [[1, 2, 0], [0, 0, 0]])  # doc0 clicked once, doc1 twice
+    np.testing.assert_allclose(a["exposure"], [[1.5, 1.5, 0], [0, 0, 0]])  # each shown at 1 and at 2
+    np.testing.assert_allclose(a["bias"], [[0.3, 0.3, 0], [0, 0, 0]], rtol=1e-6)
+    np.testing.assert_allclose(a["sessions"], [[2, 2, 2], [0, 0, 0]])  # q2 has no sessions
+
+    rng = np.random.default_rng(0)
+    rel = np.array([0.9, 0.1, 0.5, 0.3])  # P(R=1) of docs 0..3; doc 3 is never shown
+    theta = np.array([1.0, 0.5, 0.25])
+    n = 40_000
+    shown = np.tile([2, 0, 1], (n, 1)).astype(np.int32)
+    clicks = (rng.random((n, 3)) < theta * rel[shown]).astype(np.int8)
+    s = Sessions(np.arange(n), np.full(n, "q", dtype=object), shown, np.tile([1, 2, 3], (n, 1)).astype(np.int16), clicks, np.ones((n, 3), bool))
+    q = QueryLists(np.array(["q"], dtype=object), np.array([[0, 1, 2, 3]], np.int32), np.zeros((1, 4), np.float32), np.ones((1, 4), bool))
+    a = exposure_arrays(q, s, alpha=theta)
+    t = dr_targets(jnp.full((1, 4), 0.42), *(jnp.asarray(a[k]) for k in ("targets", "exposure", "bias", "sessions", "mask")))
+    np.testing.assert_allclose(np.asarray(t)[0, :3], rel[:3], atol=0.02)
+    assert float(t[0, 3]) == pytest.approx(0.42)  # never shown: the direct method's value

@@ -19,7 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ultr.data.batching import BatchIterator, QueryLists, Sessions, list_arrays, query_lists, read_sessions, session_arrays
+from ultr.data.batching import (
+    BatchIterator, QueryLists, Sessions, exposure_arrays, list_arrays, query_lists, read_sessions, session_arrays,
+)
 from ultr.data.etl import print_stats, run_etl
 from ultr.data.io import write_json, write_parquet
 from ultr.cache import cached_dir
@@ -34,7 +36,7 @@ from ultr.train.checkpoint import save_state
 from ultr.train.distributed import initialize as initialize_distributed
 from ultr.train.loop import FitResult, fit, read_propensity, score_lists
 from ultr.train.state import make_optimizer
-from ultr.train.steps import CLICK_METHODS, KNOWN_PROPENSITY, METHODS, Steps, make_steps
+from ultr.train.steps import CLICK_METHODS, KNOWN_PROPENSITY, LIST_CLICK_METHODS, METHODS, Steps, make_steps
 from ultr.workflows import etl_config, ingest, simulate_on
 
 
@@ -61,8 +63,15 @@ def build_steps(method: str, cfg: Mapping[str, Any], num_features: int, list_siz
     p = cfg.get("propensity", {"name": "position"})
     context = p.get("name") == "context"
     propensity = ContextPropensity(list_size, tuple(p.get("hidden", (32,)))) if context else PositionPropensity(list_size)
+    second_optim = cfg.get("propensity_optim") or cfg["optim"]
+    if method == "dr":
+        # The doubly-robust direct method: a relevance regression with the ranker's architecture
+        # (or algorithm.dr.dm_hidden) and optimiser, in the second tower's slot.
+        dm_hidden = (cfg["algorithm"].get("dr") or {}).get("dm_hidden") or m["hidden"]
+        propensity = MLPRanker(hidden=tuple(dm_hidden), activation=m.get("activation", "elu"))
+        second_optim, context = cfg["optim"], False
     return make_steps(
-        method, ranker, propensity, make_optimizer(cfg["optim"]), make_optimizer(cfg.get("propensity_optim") or cfg["optim"]),
+        method, ranker, propensity, make_optimizer(cfg["optim"]), make_optimizer(second_optim),
         cfg["algorithm"].get(method) or {}, num_features=num_features, list_size=list_size, propensity_context=context,
         known=known,
     )
@@ -88,6 +97,11 @@ def train_method(
         if sessions is None or len(sessions) == 0:
             raise DataError(f"{method}: no training sessions with clicks; simulate more sessions or check the click log")
         arrays, global_batch = session_arrays(sessions), int(tr["batch_size"])
+    elif method in LIST_CLICK_METHODS:
+        if sessions is None or len(sessions) == 0 or train_lists is None:
+            raise DataError(f"{method}: needs training sessions with clicks and the training split's candidate lists")
+        arrays = exposure_arrays(train_lists, sessions, known["alpha"], known.get("beta"))
+        global_batch = int(tr.get("oracle_batch_size", 32))
     else:
         if train_lists is None:
             raise DataError(f"{method}: needs labelled training lists (a LETOR features table with a train split)")
@@ -137,6 +151,14 @@ def known_inputs(method: str, cfg: Mapping[str, Any], features: FeatureTable, se
             features, click_model_from_config(cfg["click_model"], features), sessions=int(m.get("sessions", 200_000)),
             list_size=int(cfg["etl"]["list_size"]), seed=int(cfg["seed"]) + 1,
             policy_fraction=float(cfg["simulation"]["policy_fraction"]), policy_min_queries=int(cfg["simulation"]["policy_min_queries"]))}
+    if method == "dr":
+        # The click model's P(c | k, d) = alpha_k R_d + beta_k: trust bias's own (alpha, beta),
+        # else the true examination curve (PBM: alpha = theta, beta = 0).
+        if "affine" in sidecar:
+            return {"alpha": np.asarray(sidecar["affine"]["alpha"]), "beta": np.asarray(sidecar["affine"]["beta"])}
+        if true_curve is None:
+            raise DataError("dr needs the click model's examination probabilities: simulate the log, or put propensities.json beside clicks=")
+        return {"alpha": np.asarray(true_curve), "beta": np.zeros(len(true_curve))}
     if method == "affine":
         if "affine" not in sidecar:
             raise DataError("affine needs trust-bias parameters: simulate with click_model=trust (propensities.json 'affine')")
@@ -193,7 +215,7 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
 
     vali = query_lists(features, "vali")
     test = query_lists(features, "test")
-    train_lists = query_lists(features, "train") if "oracle" in methods else None
+    train_lists = query_lists(features, "train") if {"oracle", *LIST_CLICK_METHODS} & set(methods) else None
     features_dev = jnp.asarray(features.features)
     max_label = float(features.labels.max())
     list_size = int(cfg["etl"]["list_size"])

@@ -159,3 +159,40 @@ def list_arrays(q: QueryLists) -> dict[str, np.ndarray]:
     """Training arrays of full candidate lists (the oracle): targets are graded labels."""
     position = np.broadcast_to(np.arange(1, q.doc_index.shape[1] + 1, dtype=np.int32), q.doc_index.shape)
     return {"doc_index": q.doc_index, "position": np.ascontiguousarray(position), "targets": q.label, "mask": q.mask}
+
+
+def exposure_arrays(q: QueryLists, s: Sessions, alpha: np.ndarray, beta: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Training arrays of whole candidate lists with their logged click evidence (the doubly-robust
+    estimator): per document C = clicks, A = sum of alpha_k over the sessions that showed it,
+    B = sum of beta_k, and N = the number of logged sessions of its query. Labels are not read.
+
+    `alpha`/`beta` [K] are the click model's P(c | k, d) = alpha_k R_d + beta_k (PBM: beta = 0)."""
+    K = s.list_size
+    alpha = np.asarray(alpha, dtype=np.float64)
+    beta = np.zeros(K) if beta is None else np.asarray(beta, dtype=np.float64)
+    if alpha.shape[0] < K or beta.shape[0] < K:
+        raise DataError(f"exposure_arrays: click-model parameters cover {alpha.shape[0]} positions, the sessions show {K}")
+    rows = s.doc_index[s.mask].astype(np.int64)
+    slot = s.position[s.mask].astype(np.int64) - 1
+    size = max(int(q.doc_index.max()) + 1, int(rows.max()) + 1 if rows.size else 0)
+    clicks = np.bincount(rows, weights=s.click[s.mask].astype(np.float64), minlength=size)
+    exposure = np.bincount(rows, weights=alpha[slot], minlength=size)
+    bias = np.bincount(rows, weights=beta[slot], minlength=size)
+    # Sessions per query, matched to the candidate lists by query id (queries without sessions: 0).
+    uq, counts = np.unique(s.query_id.astype(str), return_counts=True)
+    where = np.searchsorted(uq, q.query_id.astype(str))
+    found = (where < len(uq)) & (uq[np.minimum(where, len(uq) - 1)] == q.query_id.astype(str))
+    n_q = np.where(found, counts[np.minimum(where, len(uq) - 1)], 0).astype(np.float32)
+
+    def per_doc(v: np.ndarray) -> np.ndarray:
+        return np.where(q.mask, v[q.doc_index], 0.0).astype(np.float32)
+
+    return {
+        "doc_index": q.doc_index,
+        "position": np.ascontiguousarray(np.broadcast_to(np.arange(1, q.doc_index.shape[1] + 1, dtype=np.int32), q.doc_index.shape)),
+        "targets": per_doc(clicks),
+        "exposure": per_doc(exposure),
+        "bias": per_doc(bias),
+        "sessions": np.where(q.mask, n_q[:, None], 0.0).astype(np.float32),
+        "mask": q.mask,
+    }

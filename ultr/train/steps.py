@@ -14,15 +14,18 @@ import optax
 
 from ultr.algorithms.click_models import rem_loss, two_tower_loss
 from ultr.algorithms.dla import dla_loss
+from ultr.algorithms.doubly_robust import dr_loss
 from ultr.algorithms.ips import affine_loss, ips_loss
 from ultr.algorithms.naive import naive_loss, oracle_loss
 from ultr.algorithms.pairwise import pairwise_debiasing_loss
 from ultr.train.state import TrainState
 
-# Methods trained on click sessions; the oracle trains on labelled candidate lists.
+# Methods trained on click sessions; the doubly-robust estimator trains on whole candidate lists with
+# their aggregated click evidence; the oracle on labelled candidate lists.
 CLICK_METHODS = ("dla", "naive", "ips_true", "ips_randomized", "ips_harvested", "rem", "pairwise", "two_tower", "affine")
+LIST_CLICK_METHODS = ("dr",)
 LABEL_METHODS = ("oracle",)
-METHODS = CLICK_METHODS + LABEL_METHODS
+METHODS = CLICK_METHODS + LIST_CLICK_METHODS + LABEL_METHODS
 # Methods whose propensity tower is trained by gradient (the pairwise biases update in closed form).
 GRADIENT_PROPENSITY = ("dla", "rem", "two_tower")
 # Methods that read known or separately estimated propensities.
@@ -58,6 +61,8 @@ def make_steps(
     known = {k: jnp.asarray(v, jnp.float32) for k, v in (known or {}).items()}
     if method in KNOWN_PROPENSITY and "propensity" not in known:
         raise ValueError(f"{method} needs propensities (known['propensity'])")
+    if method == "dr" and "alpha" not in known:
+        raise ValueError("dr needs the click model's alpha (and beta) per position (known['alpha'])")
     if method == "affine" and not {"alpha", "beta"} <= known.keys():
         raise ValueError("affine needs the trust-bias parameters alpha and beta per position (a trust click model's propensities.json)")
     max_weight = method_cfg.get("max_weight")
@@ -66,7 +71,10 @@ def make_steps(
     normalization = method_cfg.get("normalization", "softmax")
     combine = method_cfg.get("combine", "additive")
     ema = float(method_cfg.get("bias_momentum", 0.9))
-    learns_gradient = method in GRADIENT_PROPENSITY
+    clip_negative = bool(method_cfg.get("clip_negative", True))
+    # The DR direct method (a relevance regression on features) is trained by gradient in the
+    # second tower's slot, with the second optimiser.
+    learns_gradient = method in GRADIENT_PROPENSITY or method == "dr"
 
     def inputs(features: jax.Array | None, doc_index: jax.Array) -> jax.Array:
         # Feature rankers read the device-resident feature matrix (the host ships only indices);
@@ -83,6 +91,8 @@ def make_steps(
         r_params = ranker.init(k_r, x)
         if method == "pairwise":
             p_params = {"log_t_plus": jnp.zeros(list_size), "log_t_minus": jnp.zeros(list_size)}
+        elif method == "dr":
+            p_params = propensity.init(k_p, x)  # the DM: a second ranker over the same inputs
         else:
             p_params = propensity.init(k_p, jnp.ones(shape, jnp.int32), context(x))
         return TrainState(
@@ -104,6 +114,11 @@ def make_steps(
             else:
                 out = two_tower_loss(scores, logits, clicks, mask, combine=combine)
             return out.total, {"loss": out.total, "rank_loss": out.rank, "propensity_loss": out.propensity}
+        if method == "dr":
+            dm_logits = propensity.apply(p_params, x)
+            out = dr_loss(scores, dm_logits, clicks, batch["exposure"], batch["bias"], batch["sessions"], mask,
+                          max_weight=max_weight, clip_negative=clip_negative)
+            return out.total, {"loss": out.total, "rank_loss": out.rank, "dm_loss": out.dm}
         if method == "pairwise":
             out = pairwise_debiasing_loss(scores, clicks, pos, mask, p_params["log_t_plus"], p_params["log_t_minus"])
             aux = {"_log_t_plus": out.log_t_plus, "_log_t_minus": out.log_t_minus, "_has_plus": out.has_plus, "_has_minus": out.has_minus}
