@@ -49,6 +49,25 @@ def test_batch_normalisation_over_all_sessions():
     np.testing.assert_allclose(naive_loss(s, c, jnp.ones((2, 3), bool)), expected, rtol=1e-6)
 
 
+def test_per_list_normalisation_golden():
+    # list A: s = [ln2, 0, 0] -> softmax [.5, .25, .25], weighted targets [1, 0, 4] -> dist [.2, 0, .8]
+    # list B: s = [0, 0, pad] -> softmax [.5, .5], weighted targets [2, 0] -> dist [1, 0]
+    # per list: (1.8 ln2 + ln2) / 7 = 0.4 ln2;  batch: (ln2 + 8 ln2 + 2 ln2) / 7 = 11/7 ln2
+    ln2 = math.log(2)
+    s = jnp.array([[ln2, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    t = jnp.array([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    w = jnp.array([[1.0, 1.0, 4.0], [2.0, 1.0, 1.0]])
+    mask = jnp.array([[True, True, True], [True, True, False]])
+    np.testing.assert_allclose(softmax_cross_entropy(s, t, mask, w, per_list=True), 0.4 * ln2, rtol=1e-6)
+    np.testing.assert_allclose(softmax_cross_entropy(s, t, mask, w), 11 / 7 * ln2, rtol=1e-6)
+    # an enormous weight shrinks the per-list loss (and its gradient) instead of taking it over
+    huge = w.at[0, 2].set(1e6)
+    g = jax.grad(lambda x: softmax_cross_entropy(x, t, mask, huge, per_list=True))(s)
+    assert float(jnp.abs(g).max()) < 1e-5
+    with pytest.raises(ValueError):
+        dla_loss(s, s, t, jnp.array([[1, 2, 3], [1, 2, 3]]), mask, loss_normalization="nope")
+
+
 def test_flat_propensity_gives_unit_weights_and_naive_loss():
     s = jnp.array([[0.3, -1.2, 2.0, 0.1]])
     c = jnp.array([[1.0, 0.0, 1.0, 0.0]])

@@ -57,6 +57,7 @@ def dla_loss(
     rank_weight: float = 1.0,
     max_weight: float | None = None,
     normalization: str = "softmax",
+    loss_normalization: str = "batch",
 ) -> DLALosses:
     """DLA objective over [..., K] arrays.
 
@@ -71,13 +72,18 @@ def dla_loss(
       max_weight: optional clip of both inverse weights (variance control).
       normalization: "softmax" (reference) or "sigmoid": how logits become the probabilities
         whose ratios form the weights (sigmoid treats each item's examination independently).
+      loss_normalization: "batch" (ALGORITHMS.md) or "list" (ULTRA's implementation: per-list
+        target distributions over the batch's total weight; see `softmax_cross_entropy`).
     """
     if normalization not in ("softmax", "sigmoid"):
         raise ValueError(f"dla normalization={normalization!r}; use softmax or sigmoid")
+    if loss_normalization not in ("batch", "list"):
+        raise ValueError(f"dla loss_normalization={loss_normalization!r}; use batch or list")
+    per_list = loss_normalization == "list"
     w_exam = inverse_weights(propensity_logits, position, mask, max_weight, normalization)
     w_rel = inverse_weights(scores, position, mask, max_weight, normalization)
-    l_rank = softmax_cross_entropy(scores, clicks, mask, w_exam)
-    l_prop = softmax_cross_entropy(propensity_logits, clicks, mask, w_rel)
+    l_rank = softmax_cross_entropy(scores, clicks, mask, w_exam, per_list=per_list)
+    l_prop = softmax_cross_entropy(propensity_logits, clicks, mask, w_rel, per_list=per_list)
     return DLALosses(l_prop + rank_weight * l_rank, l_rank, l_prop)
 
 

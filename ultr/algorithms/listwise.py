@@ -21,13 +21,19 @@ def masked_softmax(logits: jax.Array, mask: jax.Array) -> jax.Array:
 
 
 def softmax_cross_entropy(
-    scores: jax.Array, targets: jax.Array, mask: jax.Array, weights: jax.Array | None = None
+    scores: jax.Array, targets: jax.Array, mask: jax.Array, weights: jax.Array | None = None,
+    *, per_list: bool = False,
 ) -> jax.Array:
     """-sum_lists sum_i t_i w_i log softmax(s)_i / sum_lists sum_i t_i w_i.
 
     Normalised over the whole batch (ALGORITHMS.md), not per list as `rax.softmax_loss` does:
     a session with two clicks weighs twice one with one. Lists with no positive target add
     nothing; an all-empty batch gives 0 with zero gradients.
+
+    `per_list=True` is ULTRA's implementation of the DLA losses instead: each list's weighted
+    targets become a distribution (sum 1), the lists' cross-entropies are summed and divided by the
+    batch's total weighted targets. A list with an enormous weight then shrinks the whole batch's
+    step instead of taking it over.
 
     Args:
       scores: [..., K] model scores. targets: [..., K] clicks or graded labels (>= 0).
@@ -36,6 +42,11 @@ def softmax_cross_entropy(
     t = jnp.where(mask, targets, 0.0)
     if weights is not None:
         t = t * weights
-    num = -jnp.sum(t * masked_log_softmax(scores, mask))
     den = jnp.sum(t)
+    if per_list:
+        per = jnp.sum(t, axis=-1, keepdims=True)
+        dist = jnp.where(per > 0, t / jnp.maximum(per, 1e-30), 0.0)
+        num = -jnp.sum(dist * masked_log_softmax(scores, mask))
+    else:
+        num = -jnp.sum(t * masked_log_softmax(scores, mask))
     return jnp.where(den > 0, num / jnp.maximum(den, 1e-12), 0.0)

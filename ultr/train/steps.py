@@ -108,7 +108,8 @@ def make_steps(
         if method in GRADIENT_PROPENSITY:
             logits = propensity.apply(p_params, pos, context(x))
             if method == "dla":
-                out = dla_loss(scores, logits, clicks, pos, mask, rank_weight=rank_weight, max_weight=max_weight, normalization=normalization)
+                out = dla_loss(scores, logits, clicks, pos, mask, rank_weight=rank_weight, max_weight=max_weight,
+                               normalization=normalization, loss_normalization=method_cfg.get("loss_normalization", "batch"))
             elif method == "rem":
                 out = rem_loss(scores, logits, clicks, mask)
             else:
