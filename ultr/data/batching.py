@@ -157,8 +157,12 @@ def query_lists(features: FeatureTable, split: str, pad_to: int | None = None) -
 
 def list_arrays(q: QueryLists) -> dict[str, np.ndarray]:
     """Training arrays of full candidate lists (the oracle): targets are graded labels."""
-    position = np.broadcast_to(np.arange(1, q.doc_index.shape[1] + 1, dtype=np.int32), q.doc_index.shape)
-    return {"doc_index": q.doc_index, "position": np.ascontiguousarray(position), "targets": q.label, "mask": q.mask}
+    return {"doc_index": q.doc_index, "position": _list_positions(q), "targets": q.label, "mask": q.mask}
+
+
+def _list_positions(q: QueryLists) -> np.ndarray:
+    """Slot order as positions 1..L of every candidate list (only the first item matters to losses)."""
+    return np.ascontiguousarray(np.broadcast_to(np.arange(1, q.doc_index.shape[1] + 1, dtype=np.int32), q.doc_index.shape))
 
 
 def exposure_arrays(q: QueryLists, s: Sessions, alpha: np.ndarray, beta: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -189,7 +193,7 @@ def exposure_arrays(q: QueryLists, s: Sessions, alpha: np.ndarray, beta: np.ndar
 
     return {
         "doc_index": q.doc_index,
-        "position": np.ascontiguousarray(np.broadcast_to(np.arange(1, q.doc_index.shape[1] + 1, dtype=np.int32), q.doc_index.shape)),
+        "position": _list_positions(q),
         "targets": per_doc(clicks),
         "exposure": per_doc(exposure),
         "bias": per_doc(bias),
