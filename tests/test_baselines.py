@@ -160,3 +160,41 @@ def test_exposure_arrays_counts_and_unbiased_targets():
     t = dr_targets(jnp.full((1, 4), 0.42), *(jnp.asarray(a[k]) for k in ("targets", "exposure", "bias", "sessions", "mask")))
     np.testing.assert_allclose(np.asarray(t)[0, :3], rel[:3], atol=0.02)
     assert float(t[0, 3]) == pytest.approx(0.42)  # never shown: the direct method's value
+
+
+def test_dr_without_direct_method_is_aggregated_affine():
+    """direct=False: no regression model; the targets are the aggregated affine/IPS estimates
+    (C - B) / A of the shown documents, and never-shown documents leave the softmax."""
+    from ultr.algorithms.doubly_robust import dr_loss
+
+    zero = jnp.zeros((1, 3))
+    b = jnp.array([[1.0, 1.0, 0.0]])
+    s = jnp.array([[LN2, 0.0, 0.0]])
+    out = dr_loss(s, zero, DR_C, DR_A, b, DR_N, ALL3, direct=False)
+    np.testing.assert_allclose(out.targets, [[0.5, 0.0, 0.0]], rtol=1e-6, atol=1e-7)
+    # softmax over d1, d2 only: [2/3, 1/3] -> -(.5 ln 2/3) / .5 = ln 1.5
+    np.testing.assert_allclose(out.rank, math.log(1.5), rtol=1e-6)
+
+
+def test_affine_targets_need_the_sessions_without_clicks():
+    """Simulated trust bias: per-session affine targets (c - beta_k) / alpha_k average to P(R=1)
+    over all logged sessions, but not over the sessions with a click (why the experiment keeps
+    zero-click sessions for affine, DR, REM and two-tower; Sessions.with_clicks drops them for the rest)."""
+    from ultr.data.batching import Sessions
+    from ultr.simulation.click_models import TrustBiasModel
+
+    alpha, beta = TrustBiasModel(y_max=2).affine(np.arange(1, 4))
+    rel = np.array([0.1, 0.4, 1.0])  # P(R=1) of the documents at positions 1..3
+    n = 60_000
+    rng = np.random.default_rng(0)
+    clicks = (rng.random((n, 3)) < alpha * rel + beta).astype(np.int8)
+    targets = (clicks - beta) / alpha
+    np.testing.assert_allclose(targets.mean(axis=0), rel, atol=0.03)
+    s = Sessions(np.arange(n), np.full(n, "q", dtype=object), np.tile([0, 1, 2], (n, 1)).astype(np.int32),
+                 np.tile([1, 2, 3], (n, 1)).astype(np.int16), clicks, np.ones((n, 3), bool))
+    clicked = s.with_clicks()
+    assert len(clicked) == int(clicks.any(axis=1).sum()) < n and clicked.click.any(axis=1).all()
+    biased = ((clicked.click - beta) / alpha).mean(axis=0)
+    assert (biased - rel)[0] > 0.1  # the top document looks far more relevant than it is
+    full = Sessions(*(a[:5] for a in (s.session_id, s.query_id, s.doc_index, s.position, np.ones((n, 3), np.int8), s.mask)))
+    assert full.with_clicks() is full

@@ -77,6 +77,12 @@ def build_steps(method: str, cfg: Mapping[str, Any], num_features: int, list_siz
     )
 
 
+# Methods whose estimators or click models explain the non-clicks too: for them a session without
+# clicks is evidence (affine correction and DR are unbiased only over all logged sessions; REM and
+# the two-tower model fit P(click) on every impression).
+UNCLICKED_EVIDENCE = ("affine", "dr", "rem", "two_tower")
+
+
 def train_method(
     method: str,
     cfg: Mapping[str, Any],
@@ -93,6 +99,9 @@ def train_method(
     tr = cfg["trainer"]
     list_size = int(cfg["etl"]["list_size"])
     seed = int(cfg["seed"])
+    if sessions is not None and method not in UNCLICKED_EVIDENCE:
+        # A session without clicks adds nothing to these losses (all targets 0): skip its batch slots.
+        sessions = sessions.with_clicks()
     if method in CLICK_METHODS:
         if sessions is None or len(sessions) == 0:
             raise DataError(f"{method}: no training sessions with clicks; simulate more sessions or check the click log")

@@ -67,11 +67,15 @@ def dm_loss(dm_logits: jax.Array, clicks: jax.Array, exposure: jax.Array, bias: 
 
 
 def dr_loss(scores: jax.Array, dm_logits: jax.Array, clicks: jax.Array, exposure: jax.Array, bias: jax.Array,
-            sessions: jax.Array, mask: jax.Array, *, max_weight: float | None = None, clip_negative: bool = True) -> DrLoss:
+            sessions: jax.Array, mask: jax.Array, *, max_weight: float | None = None, clip_negative: bool = True,
+            direct: bool = True) -> DrLoss:
     """Ranker: listwise softmax loss over whole candidate lists with the DR estimates as targets
     (the DM's prediction enters under stop-gradient). DM: the click-model likelihood above.
     Shapes [..., L] (one row per query)."""
     relevance = jax.lax.stop_gradient(jax.nn.sigmoid(dm_logits))
+    if not direct:
+        relevance = jnp.zeros_like(relevance)
+        mask = mask & (exposure > 0)
     targets = dr_targets(relevance, clicks, exposure, bias, sessions, mask, max_weight=max_weight, clip_negative=clip_negative)
     rank = softmax_cross_entropy(scores, targets, mask)
     dm = dm_loss(dm_logits, clicks, exposure, bias, sessions, mask)

@@ -33,6 +33,14 @@ class Sessions:
     def list_size(self) -> int:
         return self.doc_index.shape[1]
 
+    def with_clicks(self) -> "Sessions":
+        """Only the sessions with at least one click (self when that is all of them)."""
+        keep = self.click.any(axis=1)
+        if keep.all():
+            return self
+        return Sessions(self.session_id[keep], self.query_id[keep], self.doc_index[keep], self.position[keep],
+                        self.click[keep], self.mask[keep])
+
 
 def _fixed(col: pa.ChunkedArray, dtype) -> np.ndarray:
     arr = col.combine_chunks()

@@ -118,7 +118,7 @@ def make_steps(
         if method == "dr":
             dm_logits = propensity.apply(p_params, x)
             out = dr_loss(scores, dm_logits, clicks, batch["exposure"], batch["bias"], batch["sessions"], mask,
-                          max_weight=max_weight, clip_negative=clip_negative)
+                          max_weight=max_weight, clip_negative=clip_negative, direct=bool(method_cfg.get('direct', True)))
             return out.total, {"loss": out.total, "rank_loss": out.rank, "dm_loss": out.dm}
         if method == "pairwise":
             out = pairwise_debiasing_loss(scores, clicks, pos, mask, p_params["log_t_plus"], p_params["log_t_minus"])
