@@ -155,3 +155,21 @@ def test_rerun_into_same_run_dir(tmp_path):
     first = run_experiment(cfg, tmp_path)
     again = run_experiment(cfg, tmp_path)  # older training checkpoints must not block a fresh run
     assert first["methods"]["naive"]["test"] == again["methods"]["naive"]["test"]
+
+
+def test_early_stopping_waits_for_the_propensity_curve(tmp_path):
+    """The ranker's patience alone stops early; with a propensity tolerance nothing converges to,
+    the run goes on to the step budget, recording each evaluation's curve and its relative change."""
+    base = {"algorithm": "dla", "trainer.steps": 200, "trainer.eval_every": 20, "trainer.patience": 1,
+            "trainer.checkpoint": "false", "trainer.tensorboard": "false"}
+    runs = {}
+    for name, tol in (("off", "null"), ("loose", "1e9"), ("strict", "1e-12")):
+        out = run_experiment(small_cfg(**base, **{"trainer.propensity_tol": tol}), tmp_path / name)
+        runs[name] = out["methods"]["dla"]
+    assert runs["off"]["steps_run"] < 200
+    assert runs["loose"]["steps_run"] == runs["off"]["steps_run"]  # a curve that has settled never delays the stop
+    assert runs["strict"]["steps_run"] == 200
+    hist = json.loads((tmp_path / "strict" / "methods" / "dla.json").read_text())["history"]
+    evals = [h for h in hist if "vali_ndcg@10" in h]
+    assert len(evals) == 10 and all(len(h["propensity"]) == 10 for h in evals)
+    assert all(h["propensity_change"] > 0 for h in evals[1:])

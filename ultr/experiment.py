@@ -124,7 +124,8 @@ def train_method(
     result = fit(
         steps, batches, features_dev, vali,
         max_label=float(features.labels.max()), train_steps=int(tr["steps"]), eval_every=int(tr["eval_every"]),
-        patience=tr.get("patience"), seed=seed, list_size=list_size, log_every=int(tr.get("log_every", 50)),
+        patience=tr.get("patience"), propensity_tol=tr.get("propensity_tol"),
+        device_data_mb=tr.get("device_data_mb", 1024), seed=seed, list_size=list_size, log_every=int(tr.get("log_every", 50)),
         writer=writer, progress=bool(tr.get("progress", True)), name=method, global_batch=global_batch,
         checkpoint_dir=checkpoint_dir, checkpoint_every=int(tr.get("checkpoint_every", 0) or 0), resume=bool(tr.get("resume", False)),
     )

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from ultr.data.batching import BatchIterator, QueryLists
 from ultr.metrics import evaluate_scores
 from ultr.train.checkpoint import TrainCheckpoints
-from ultr.train.distributed import Prefetcher, Sharder, data_mesh, prefetch_depth
+from ultr.train.distributed import Prefetcher, RowIterator, Sharder, data_mesh, device_resident, gather_step, prefetch_depth
 from ultr.train.state import TrainState
 from ultr.train.steps import Steps
 
@@ -78,18 +78,30 @@ def fit(
     checkpoint_every: int = 0,
     resume: bool = False,
     global_batch: int | None = None,
+    propensity_tol: float | None = None,
+    device_data_mb: float | None = 1024,
 ) -> FitResult:
     """Train for up to `train_steps`, validating nDCG@10 every `eval_every` steps; keep the best.
 
     With `vali=None` (a log without expert labels) it trains all steps and keeps the last state.
     Batches are sharded over every device (data parallel) and prepared in a background thread.
     With `checkpoint_dir` and `checkpoint_every`, the whole loop state is checkpointed so that
-    `resume=True` continues exactly where a killed run stopped (bitwise on CPU).
+    `resume=True` continues exactly where a killed run stopped (bitwise on CPU). Training arrays
+    under `device_data_mb` stay on the device and steps gather their batches there (`gather_step`).
+
+    Early stopping follows the ranker's validation score, but a method that learns a propensity
+    curve also waits (`propensity_tol`) until the curve has settled: its largest relative change
+    between two evaluations is below the tolerance. The ranker's peak often comes long before the
+    propensity tower converges (severe bias: the deepest positions see a handful of clicks per
+    step), and the curve is read from the final state. The ranker kept is still the best one.
     """
     sharder = Sharder(data_mesh(), global_batch or train.batch_size)
     state = steps.init(jax.random.PRNGKey(seed), train.batch_size)
     best = FitResult(best_state=jax.device_get(state), best_step=0, best_vali=-math.inf)
     bad_evals, start, last_vali = 0, 0, float("nan")
+    watch_curve = propensity_tol is not None and steps.learns_propensity
+    last_curve: np.ndarray | None = None
+    curve_change = math.inf
     if checkpoint_dir and checkpoint_every and not resume:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)  # a fresh run must not mix with an older one's steps
     ckpt = TrainCheckpoints(checkpoint_dir) if checkpoint_dir and checkpoint_every else None
@@ -98,6 +110,9 @@ def fit(
         best.best_state = best_state
         best.best_step, best.best_vali, best.history = meta["best_step"], meta["best_vali"], meta["history"]
         bad_evals, last_vali, start = meta["bad_evals"], meta["last_vali"], meta["step"]
+        if meta.get("last_curve") is not None:
+            last_curve = np.asarray(meta["last_curve"], np.float64)
+            curve_change = math.inf if meta.get("curve_change") is None else float(meta["curve_change"])
         train.restore(meta["iterator"])
         best.resumed_from_step = start
     state = sharder.replicate(state)
@@ -105,7 +120,20 @@ def fit(
     stopped = meta_done = start >= train_steps or (resume and ckpt is not None and ckpt.finished())
     t0 = time.perf_counter()
     bar = tqdm(total=train_steps, initial=start, desc=name, disable=not progress, file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
-    batches = Prefetcher(train, sharder.put_batch, prefetch_depth())
+    if device_resident(train.arrays, device_data_mb):
+        arrays_dev = sharder.replicate(dict(train.arrays))
+        step_fn = gather_step(steps.train_step, sharder)
+        # Shipping 1 KB of indices needs no background thread.
+        batches = Prefetcher(RowIterator(train), lambda rows: jax.device_put(rows, sharder.batch), 0)
+
+        def run_step(state, rows):
+            return step_fn(state, arrays_dev, rows, features)
+    else:
+        step_fn = steps.train_step
+        batches = Prefetcher(train, sharder.put_batch, prefetch_depth())
+
+        def run_step(state, batch):
+            return step_fn(state, batch, features)
     pending: list[tuple[int, dict[str, jax.Array]]] = []
     step = start
     try:
@@ -113,7 +141,7 @@ def fit(
             if meta_done:
                 break
             batch, it_state = next(batches)
-            state, metrics = steps.train_step(state, batch, features)
+            state, metrics = run_step(state, batch)
             pending.append((step, metrics))
             # Reading metrics back blocks on the device, so do it only every `log_every` steps.
             if step % log_every == 0 or step % eval_every == 0 or step == train_steps:
@@ -137,10 +165,18 @@ def fit(
                 means, _, _ = evaluate_scores(scores, vali.label, vali.mask, max_label)
                 last_vali = means["ndcg@10"]
                 best.history[-1]["vali_ndcg@10"] = last_vali
+                curve = read_propensity(steps, state.propensity, list_size).astype(np.float64) if steps.learns_propensity else None
+                if curve is not None:
+                    best.history[-1]["propensity"] = [round(float(v), 7) for v in curve]
+                if watch_curve:
+                    if last_curve is not None:
+                        curve_change = float(np.max(np.abs(curve - last_curve) / np.maximum(np.abs(last_curve), 1e-12)))
+                        best.history[-1]["propensity_change"] = curve_change
+                    last_curve = curve
                 if writer is not None:
                     writer.add_scalar(f"{name}/vali_ndcg_at_10", last_vali, step)
-                    if steps.learns_propensity:
-                        for k, v in enumerate(read_propensity(steps, state.propensity, list_size), start=1):
+                    if curve is not None:
+                        for k, v in enumerate(curve, start=1):
                             writer.add_scalar(f"{name}/propensity/position_{k}", float(v), step)
                 if last_vali > best.best_vali:
                     best.best_state, best.best_step, best.best_vali = jax.device_get(state), step, last_vali
@@ -148,10 +184,13 @@ def fit(
                 else:
                     bad_evals += 1
                     stopped = patience is not None and bad_evals >= patience
+                    if watch_curve:
+                        stopped = stopped and curve_change < propensity_tol
             if ckpt is not None and (step % checkpoint_every == 0 or stopped or step == train_steps):
                 ckpt.save(step, jax.device_get(state), best.best_state, {
                     "step": step, "best_step": best.best_step, "best_vali": best.best_vali, "history": best.history,
                     "bad_evals": bad_evals, "last_vali": last_vali, "iterator": it_state,
+                    "last_curve": None if last_curve is None else last_curve.tolist(), "curve_change": curve_change if math.isfinite(curve_change) else None,
                     "finished": bool(stopped or step == train_steps),
                 })
             if stopped:
@@ -164,5 +203,5 @@ def fit(
         best.best_state, best.best_step = best.final_state, step
     best.steps_run = step
     best.seconds = time.perf_counter() - t0
-    best.compiles = steps.train_step._cache_size()
+    best.compiles = step_fn._cache_size()
     return best
