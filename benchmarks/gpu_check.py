@@ -1,5 +1,6 @@
 """On a machine with a GPU: check the GPU's DLA train step against the CPU's, then measure DLA
-training throughput (sessions/s) at batch sizes 256..16384 for the default model.
+training throughput (sessions/s) at batch sizes 256..16384 for the default model, through the
+training loop's default input path (device-resident sessions, a gather per step).
 
     python benchmarks/gpu_check.py [--steps 200] [--dtype float32|bfloat16]
 Prints one JSON line per batch size, with the device named. Runs on CPU only with --allow-cpu.
@@ -19,7 +20,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks._common import record  # noqa: E402
+from ultr.data.batching import BatchIterator  # noqa: E402
 from ultr.experiment import build_steps  # noqa: E402
+from ultr.train.distributed import RowIterator, Sharder, data_mesh, gather_step  # noqa: E402
 
 
 def config(dtype: str) -> dict:
@@ -72,18 +75,24 @@ def main() -> None:
     diff = float(np.max(np.abs(l_dev - l_cpu)))
     record("gpu_check_correctness", {"device": str(dev), "device_kind": getattr(dev, "device_kind", ""), "steps": 20,
                                      "max_abs_loss_diff_vs_cpu": diff, "ok": diff < 1e-3})
+    # Throughput through the training loop's default input path: the session arrays (1M sessions)
+    # live on the device, each step ships its row indices and gathers its batch in the step.
+    log = batch(rng, 1_000_000, K, N)
     for b in (256, 1024, 4096, 16384):
         steps = build_steps("dla", config(args.dtype), F, K)
         with jax.default_device(dev):
-            state = steps.init(jax.random.PRNGKey(0), b)
-            f = jax.device_put(jnp.asarray(feats), dev)
-            data = [jax.device_put(batch(rng, b, K, N), dev) for _ in range(8)]
+            sharder = Sharder(data_mesh(), b)
+            state = sharder.replicate(steps.init(jax.random.PRNGKey(0), b))
+            f = sharder.replicate(jnp.asarray(feats))
+            arrays = sharder.replicate(log)
+            step = gather_step(steps.train_step, sharder)
+            rows = RowIterator(BatchIterator(log, b, seed=0))
             for i in range(10):
-                state, m = steps.train_step(state, data[i % 8], f)
+                state, m = step(state, arrays, jax.device_put(next(rows), sharder.batch), f)
             jax.block_until_ready(state)
             t = time.perf_counter()
             for i in range(args.steps):
-                state, m = steps.train_step(state, data[i % 8], f)
+                state, m = step(state, arrays, jax.device_put(next(rows), sharder.batch), f)
             jax.block_until_ready(state)
             dt = (time.perf_counter() - t) / args.steps
         record("gpu_dla_throughput", {"device": str(dev), "device_kind": getattr(dev, "device_kind", ""), "dtype": args.dtype,
