@@ -198,3 +198,23 @@ def test_affine_targets_need_the_sessions_without_clicks():
     assert (biased - rel)[0] > 0.1  # the top document looks far more relevant than it is
     full = Sessions(*(a[:5] for a in (s.session_id, s.query_id, s.doc_index, s.position, np.ones((n, 3), np.int8), s.mask)))
     assert full.with_clicks() is full
+
+
+def test_affine_log_loss_golden():
+    """Aggregated affine correction: targets (C - B)/A = [.5, -.5 -> 0] of the shown documents,
+    d3 (never shown) leaves the softmax: the same as DR without its direct method."""
+    from ultr.algorithms.doubly_robust import dr_loss
+    from ultr.algorithms.ips import affine_log_loss
+
+    b = jnp.array([[1.0, 1.0, 0.0]])
+    s = jnp.array([[LN2, 0.0, 0.0]])
+    np.testing.assert_allclose(affine_log_loss(s, DR_C, DR_A, b, ALL3), math.log(1.5), rtol=1e-6)
+    np.testing.assert_allclose(affine_log_loss(s, DR_C, DR_A, b, ALL3),
+                               dr_loss(s, jnp.zeros((1, 3)), DR_C, DR_A, b, DR_N, ALL3, direct=False).rank, rtol=1e-6)
+    # unclipped, the negative target enters: -(.5 ln 2/3 - .5 ln 1/3) / (.5 - .5) has a zero
+    # denominator, so the batch normaliser guards it and the loss is 0
+    assert float(affine_log_loss(s, DR_C, DR_A, b, ALL3, clip_negative=False)) == 0.0
+    # no evidence at all: 0 with finite gradients
+    zero = jnp.zeros((1, 3))
+    g = jax.grad(lambda x: affine_log_loss(x, zero, zero, zero, ALL3))(s)
+    assert np.isfinite(np.asarray(g)).all()

@@ -65,3 +65,16 @@ def test_paired_t_golden():
     # diffs [1, 2, 3]: mean 2, sd 1, t = 2 / (1 / sqrt 3) = 3.4641, df 2 -> two-sided p = 0.07418
     assert paired_p_value(np.array([1.0, 2.0, 3.0])) == pytest.approx(0.07418, abs=1e-4)
     assert np.isnan(paired_p_value(np.array([1.0])))
+
+
+@pytest.mark.skipif(not EMBEDDED_MQ2008.exists(), reason="embedded MQ2008 Fold1 missing from data/")
+def test_affine_per_click_and_aggregated_both_train(tmp_path):
+    """Affine correction under trust bias in both forms: per-click targets over sessions (zero-click
+    sessions included) and per-document targets over the training candidate lists."""
+    for aggregate in ("false", "true"):
+        cfg = default_config(SHRINK + ["click_model=trust", "algorithm=trust", "algorithm.methods=[affine]",
+                                       f"algorithm.affine.aggregate={aggregate}"])
+        out = run_experiment(cfg, tmp_path / aggregate)["methods"]["affine"]
+        assert 0.0 < out["test"]["ndcg@10"] <= 1.0 and out["compiled_train_steps"] == 1
+        stats = json.loads((tmp_path / aggregate / "stats.json").read_text())
+        assert stats["dropped_sessions"]["zero_click"] == 0 and stats["zero_click_sessions"] > 0

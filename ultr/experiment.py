@@ -36,7 +36,7 @@ from ultr.train.checkpoint import save_state
 from ultr.train.distributed import initialize as initialize_distributed
 from ultr.train.loop import FitResult, fit, read_propensity, score_lists
 from ultr.train.state import make_optimizer
-from ultr.train.steps import CLICK_METHODS, KNOWN_PROPENSITY, LIST_CLICK_METHODS, METHODS, Steps, make_steps
+from ultr.train.steps import CLICK_METHODS, KNOWN_PROPENSITY, METHODS, Steps, make_steps, trains_on_lists
 from ultr.workflows import etl_config, ingest, simulate_on
 
 
@@ -102,11 +102,12 @@ def train_method(
     if sessions is not None and method not in UNCLICKED_EVIDENCE:
         # A session without clicks adds nothing to these losses (all targets 0): skip its batch slots.
         sessions = sessions.with_clicks()
-    if method in CLICK_METHODS:
+    on_lists = trains_on_lists(method, cfg["algorithm"].get(method))
+    if method in CLICK_METHODS and not on_lists:
         if sessions is None or len(sessions) == 0:
             raise DataError(f"{method}: no training sessions with clicks; simulate more sessions or check the click log")
         arrays, global_batch = session_arrays(sessions), int(tr["batch_size"])
-    elif method in LIST_CLICK_METHODS:
+    elif on_lists:
         if sessions is None or len(sessions) == 0 or train_lists is None:
             raise DataError(f"{method}: needs training sessions with clicks and the training split's candidate lists")
         arrays = exposure_arrays(train_lists, sessions, known["alpha"], known.get("beta"))
@@ -225,7 +226,8 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
 
     vali = query_lists(features, "vali")
     test = query_lists(features, "test")
-    train_lists = query_lists(features, "train") if {"oracle", *LIST_CLICK_METHODS} & set(methods) else None
+    on_lists = any(m == "oracle" or trains_on_lists(m, cfg["algorithm"].get(m)) for m in methods)
+    train_lists = query_lists(features, "train") if on_lists else None
     features_dev = jnp.asarray(features.features)
     max_label = float(features.labels.max())
     list_size = int(cfg["etl"]["list_size"])
@@ -265,7 +267,7 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
             "best_step": f.best_step,
             "steps_run": f.steps_run,
             "train_seconds": round(f.seconds, 2),
-            "examples_per_second": round(f.steps_run * int(cfg["trainer"]["batch_size" if method in CLICK_METHODS else "oracle_batch_size"]) / f.seconds, 1),
+            "examples_per_second": round(f.steps_run * int(cfg["trainer"]["batch_size" if method in CLICK_METHODS and not trains_on_lists(method, cfg["algorithm"].get(method)) else "oracle_batch_size"]) / f.seconds, 1),
             "compiled_train_steps": f.compiles,
             "test_queries_evaluated": int(valid.sum()),
             "test_queries_without_relevant": int((~valid).sum()),

@@ -35,3 +35,23 @@ def affine_loss(scores: jax.Array, clicks: jax.Array, position: jax.Array, mask:
     num = -jnp.sum(targets * masked_log_softmax(scores, mask))
     n = jnp.sum(jnp.where(mask, clicks, 0.0))
     return jnp.where(n > 0, num / jnp.maximum(n, 1.0), 0.0)
+
+
+def affine_log_loss(scores: jax.Array, clicks: jax.Array, exposure: jax.Array, bias: jax.Array, mask: jax.Array,
+                    *, clip_negative: bool = True) -> jax.Array:
+    """Affine correction aggregated over the log (Vardasbi et al., CIKM 2020, summed per document).
+
+    Per (query, document) of a candidate list: C clicks, A = sum of alpha_k and B = sum of beta_k
+    over the logged sessions that showed it. R = (C - B) / A estimates P(R=1) (the ratio form of
+    the per-click targets; equal to their mean when a document keeps its position, as under one
+    deterministic logging policy). Each document then has one fixed target instead of a noisy
+    -beta/alpha or (1-beta)/alpha per session, which is what makes the per-click form's gradient
+    so noisy. Documents never shown carry no evidence and leave the softmax. Estimates below 0
+    are floored (`clip_negative`), as in DR: a fixed negative softmax target is unbounded.
+    Shapes [..., L] (one row per query's candidate list).
+    """
+    shown = mask & (exposure > 0)
+    t = jnp.where(shown, (clicks - bias) / jnp.where(shown, exposure, 1.0), 0.0)
+    if clip_negative:
+        t = jnp.maximum(t, 0.0)
+    return softmax_cross_entropy(scores, t, shown)

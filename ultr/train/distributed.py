@@ -147,12 +147,20 @@ def device_resident(arrays: Mapping[str, np.ndarray], max_mb: float | None) -> b
     """Whether training arrays go to the device whole (single process and under `max_mb`)."""
     if not max_mb or jax.process_count() > 1:
         return False  # several processes: each reads its own shards, batches are assembled per process
+    if _simulated_cpu_devices():
+        # Several devices simulated on the host CPU share its cores: keep the path the 8-device
+        # equality was established on (host batches, no thread). Full-size 8-device runs that
+        # overlapped other jobs aborted in XLA:CPU's in-process all-reduce rendezvous (40 s timeout).
+        return False
     return sum(v.nbytes for v in arrays.values()) <= max_mb * 2**20
+
+
+def _simulated_cpu_devices() -> bool:
+    return jax.default_backend() == "cpu" and jax.local_device_count() > 1
 
 
 def prefetch_depth() -> int:
     """Background prefetch, except with several devices simulated on the host CPU: there a transfer
     issued from a second thread between the per-device launches of a step can leave the
     all-reduce rendezvous waiting for devices that never start (XLA:CPU aborts after 40 s)."""
-    multi_host_cpu = jax.default_backend() == "cpu" and jax.local_device_count() > 1
-    return 0 if multi_host_cpu else 2
+    return 0 if _simulated_cpu_devices() else 2

@@ -15,7 +15,7 @@ import optax
 from ultr.algorithms.click_models import rem_loss, two_tower_loss
 from ultr.algorithms.dla import dla_loss
 from ultr.algorithms.doubly_robust import dr_loss
-from ultr.algorithms.ips import affine_loss, ips_loss
+from ultr.algorithms.ips import affine_log_loss, affine_loss, ips_loss
 from ultr.algorithms.naive import naive_loss, oracle_loss
 from ultr.algorithms.pairwise import pairwise_debiasing_loss
 from ultr.train.state import TrainState
@@ -23,7 +23,7 @@ from ultr.train.state import TrainState
 # Methods trained on click sessions; the doubly-robust estimator trains on whole candidate lists with
 # their aggregated click evidence; the oracle on labelled candidate lists.
 CLICK_METHODS = ("dla", "naive", "ips_true", "ips_randomized", "ips_harvested", "rem", "pairwise", "two_tower", "affine")
-LIST_CLICK_METHODS = ("dr",)
+LIST_CLICK_METHODS = ("dr",)  # trained on candidate lists with click evidence aggregated over the log
 LABEL_METHODS = ("oracle",)
 METHODS = CLICK_METHODS + LIST_CLICK_METHODS + LABEL_METHODS
 # Methods whose propensity tower is trained by gradient (the pairwise biases update in closed form).
@@ -39,6 +39,12 @@ class Steps:
     score: Callable[[Any, jax.Array, jax.Array], jax.Array]
     propensity_curve: Callable[[Any], jax.Array]  # relative examination per position 1..K
     learns_propensity: bool
+
+
+def trains_on_lists(method: str, method_cfg: Mapping[str, Any] | None) -> bool:
+    """Whether `method` trains on candidate lists with click evidence aggregated over the log
+    (DR; affine correction with `aggregate: true`) instead of on sessions."""
+    return method in LIST_CLICK_METHODS or (method == "affine" and bool((method_cfg or {}).get("aggregate", False)))
 
 
 def make_steps(
@@ -72,6 +78,7 @@ def make_steps(
     combine = method_cfg.get("combine", "additive")
     ema = float(method_cfg.get("bias_momentum", 0.9))
     clip_negative = bool(method_cfg.get("clip_negative", True))
+    aggregate = trains_on_lists(method, method_cfg)
     # The DR direct method (a relevance regression on features) is trained by gradient in the
     # second tower's slot, with the second optimiser.
     learns_gradient = method in GRADIENT_PROPENSITY or method == "dr"
@@ -128,6 +135,8 @@ def make_steps(
             loss = naive_loss(scores, clicks, mask)
         elif method == "oracle":
             loss = oracle_loss(scores, clicks, mask)
+        elif method == "affine" and aggregate:
+            loss = affine_log_loss(scores, clicks, batch["exposure"], batch["bias"], mask, clip_negative=clip_negative)
         elif method == "affine":
             loss = affine_loss(scores, clicks, pos, mask, known["alpha"], known["beta"])
         else:
