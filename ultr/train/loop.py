@@ -84,10 +84,11 @@ def fit(
     """Train for up to `train_steps`, validating nDCG@10 every `eval_every` steps; keep the best.
 
     With `vali=None` (a log without expert labels) it trains all steps and keeps the last state.
-    Batches are sharded over every device (data parallel) and prepared in a background thread.
-    With `checkpoint_dir` and `checkpoint_every`, the whole loop state is checkpointed so that
-    `resume=True` continues exactly where a killed run stopped (bitwise on CPU). Training arrays
-    under `device_data_mb` stay on the device and steps gather their batches there (`gather_step`).
+    Batches are sharded over every device (data parallel). Training arrays under `device_data_mb`
+    stay on the device and steps gather their batches there (`gather_step`); larger ones are
+    batched on the host in a background thread. With `checkpoint_dir` and `checkpoint_every`, the
+    whole loop state is checkpointed so that `resume=True` continues exactly where a killed run
+    stopped (bitwise on CPU).
 
     Early stopping follows the ranker's validation score, but a method that learns a propensity
     curve also waits (`propensity_tol`) until the curve has settled: its largest relative change
