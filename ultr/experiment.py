@@ -46,6 +46,7 @@ class TrainedMethod:
     steps: Steps
     fit: FitResult
     propensity: np.ndarray | None  # relative examination per position, for methods that learn or read one
+    batch_size: int  # rows per step: sessions, or candidate lists for list methods
 
 
 def build_steps(method: str, cfg: Mapping[str, Any], num_features: int, list_size: int, num_items: int = 0,
@@ -131,7 +132,7 @@ def train_method(
         checkpoint_dir=checkpoint_dir, checkpoint_every=int(tr.get("checkpoint_every", 0) or 0), resume=bool(tr.get("resume", False)),
     )
     prop = read_propensity(steps, result.final_state.propensity, list_size) if (steps.learns_propensity or method in KNOWN_PROPENSITY) else None
-    return TrainedMethod(method, steps, result, prop)
+    return TrainedMethod(method, steps, result, prop, global_batch)
 
 
 def known_inputs(method: str, cfg: Mapping[str, Any], features: FeatureTable, sessions: Sessions,
@@ -267,7 +268,7 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
             "best_step": f.best_step,
             "steps_run": f.steps_run,
             "train_seconds": round(f.seconds, 2),
-            "examples_per_second": round(f.steps_run * int(cfg["trainer"]["batch_size" if method in CLICK_METHODS and not trains_on_lists(method, cfg["algorithm"].get(method)) else "oracle_batch_size"]) / f.seconds, 1),
+            "examples_per_second": round(f.steps_run * trained.batch_size / f.seconds, 1),
             "compiled_train_steps": f.compiles,
             "test_queries_evaluated": int(valid.sum()),
             "test_queries_without_relevant": int((~valid).sum()),
