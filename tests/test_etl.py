@@ -103,6 +103,18 @@ def test_csv_non_numeric_and_missing_column(tmp_path, features_path):
         run_etl(empty, features_path, tmp_path / "out")
 
 
+def test_small_parts_share_shards(tmp_path):
+    """Reader parts holding disjoint session ranges are grouped, in order, into shards of at most
+    max_rows // 2 rows, so a log read in many small pieces does not pay one key join per piece."""
+    from ultr.data.etl import _file_session_ranges
+
+    sizes, first = [2, 2, 2, 5, 1], 0
+    for i, n in enumerate(sizes):
+        pl.DataFrame({"session_id": list(range(first, first + n))}).write_parquet(tmp_path / f"part-{i:05d}.parquet")
+        first += n
+    assert _file_session_ranges(tmp_path, "session_id", 8) == [(0, 3), (4, 5), (6, 10), (11, 11)]
+    assert _file_session_ranges(tmp_path, "session_id", 4) is None  # a part above max_rows: repartition
+
 @settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 10_000), shard_rows=st.sampled_from([3, 17, 1000]))
 def test_sharding_keeps_sessions_whole_and_equal(tmp_path_factory, seed, shard_rows):

@@ -83,6 +83,32 @@ def test_truncated_gzip(tmp_path):
         convert_log("baidu", [p], tmp_path, ReaderPolicy())
 
 
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("chunk_bytes", [40, 333, 1 << 20])
+def test_baidu_pieces_equal_one_read(tmp_path, gz, chunk_bytes):
+    """A part read in pieces (each cut before a query line, so sessions stay whole) gives exactly
+    the table of one read, and errors still carry the file's own line numbers."""
+    lines = BAIDU * 30
+
+    def write(name, rows):
+        p = tmp_path / (name + (".gz" if gz else ""))
+        text = ("\n".join(rows) + "\n").encode()
+        p.write_bytes(gzip.compress(text) if gz else text)
+        return p
+
+    p = write("part-00000", lines)
+    one = convert_log("baidu", [p], tmp_path / "one", ReaderPolicy())
+    pieces = convert_log("baidu", [p], tmp_path / "pieces", ReaderPolicy(chunk_bytes=chunk_bytes))
+    assert read_clicks(tmp_path / "pieces").equals(read_clicks(tmp_path / "one"))
+    assert {k: pieces[k] for k in ("lines", "sessions", "impressions", "clicks")} == {k: one[k] for k in ("lines", "sessions", "impressions", "clicks")}
+    assert one["sessions"] == 90 and one["lines"] == len(lines)
+    n_parts = len(list((tmp_path / "pieces" / "clicks").glob("*.parquet")))
+    assert n_parts > 1 if chunk_bytes < 1000 else n_parts == 1
+    bad = write("part-00001", lines[:150] + ["1\tu3\tt\ta\t0"] + lines[150:])
+    with pytest.raises(DataError, match=r"part-00001(\.gz)?:151: document line without 32 fields"):
+        convert_log("baidu", [bad], tmp_path / "bad", ReaderPolicy(chunk_bytes=chunk_bytes))
+
+
 def test_baidu_annotations(tmp_path):
     p = tmp_path / "annotations.txt"
     p.write_text("1\x012\t3\x014\t5\t2\t0\n7\t8\t9\t0\t9\n")

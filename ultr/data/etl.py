@@ -235,8 +235,9 @@ def _join_documents(rows: pl.LazyFrame, keys: pl.DataFrame) -> pl.LazyFrame:
 
 
 def _file_session_ranges(path: Path, column: str, max_rows: int) -> list[tuple[int, int]] | None:
-    """(min, max) session id of each Parquet part, from the files' statistics, when the parts hold
-    disjoint session ranges of at most `max_rows` rows each; None when they do not (or lack stats)."""
+    """(min, max) session ids of consecutive groups of Parquet parts, from the files' statistics, when
+    the parts hold disjoint session ranges of at most `max_rows` rows each; None when they do not (or
+    lack stats)."""
     files = sorted(path.glob("*.parquet")) if path.is_dir() else [path] if path.suffix.lower() == ".parquet" else []
     if len(files) < 2:
         return None
@@ -258,11 +259,19 @@ def _file_session_ranges(path: Path, column: str, max_rows: int) -> list[tuple[i
                 return None
             lo = st.min if lo is None else min(lo, st.min)
             hi = st.max if hi is None else max(hi, st.max)
-        ranges.append((lo, hi))
+        ranges.append((lo, hi, meta.num_rows))
     ranges.sort()
     if any(a[1] >= b[0] for a, b in zip(ranges, ranges[1:])):
         return None
-    return ranges
+    # Adjacent small parts share a shard (up to `max_rows // 2` rows): every shard costs one join
+    # against the whole key table, so many small parts would otherwise pay it many times.
+    merged: list[list[int]] = []
+    for lo, hi, n in ranges:
+        if merged and merged[-1][2] + n <= max_rows // 2:
+            merged[-1][1:] = [hi, merged[-1][2] + n]
+        else:
+            merged.append([lo, hi, n])
+    return [(lo, hi) for lo, hi, _ in merged]
 
 
 class _Accumulator:

@@ -8,16 +8,13 @@ order across all given parts; `query_id` is the qid, `doc_id` the URL hash.
 
 from __future__ import annotations
 
-import gzip
-import io
-import zlib
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from ultr.data.io import atomic_dir
-from ultr.data.readers.common import LINE, PartWriter, Quarantine, ReaderPolicy, finish, iter_line_chunks
+from ultr.data.readers.common import LINE, PartWriter, Quarantine, ReaderPolicy, finish, iter_byte_chunks, iter_line_chunks
 from ultr.errors import DataError
 
 # The published document-line columns, in order ("-" columns are unnamed in the release).
@@ -33,25 +30,40 @@ BEHAVIOUR = {c: pl.Float32 for c in DOC_COLUMNS[8:] if not c.startswith("_")}
 BEHAVIOUR.update({"multimedia_type": pl.Int32, "skip": pl.Int8, "first_click": pl.Int8, "final_click": pl.Int8, "last_click": pl.Int8})
 
 
-def _scan_part(path: Path) -> pl.LazyFrame:
-    """Native, typed CSV parse of one part: numbers are parsed while reading (no string round trip)."""
-    schema: dict[str, pl.DataType] = {f"c{i}": pl.String for i in range(len(DOC_COLUMNS) + 1)}  # +1 catches long lines
-    for c, t in BEHAVIOUR.items():
-        schema[f"c{DOC_COLUMNS.index(c)}"] = t
-    schema["c5"] = pl.Int8
-    opts = dict(separator="\t", has_header=False, quote_char=None, truncate_ragged_lines=True,
-                missing_columns="insert", schema=schema, ignore_errors=True)
-    if path.suffix == ".gz":
-        try:
-            data = gzip.decompress(path.read_bytes())
-        except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-            raise DataError(f"{path}: truncated or corrupt gzip ({e}); re-download or re-compress the part") from None
-        return pl.read_csv(io.BytesIO(data), **opts).lazy()
-    return pl.scan_csv(path, **opts)
+_CSV_SCHEMA: dict[str, pl.DataType] = {f"c{i}": pl.String for i in range(len(DOC_COLUMNS) + 1)}  # +1 catches long lines
+_CSV_SCHEMA.update({f"c{DOC_COLUMNS.index(c)}": t for c, t in BEHAVIOUR.items()})
+_CSV_SCHEMA["c5"] = pl.Int8
+
+
+def _parse_text(data: bytes) -> pl.LazyFrame:
+    """Native, typed CSV parse of a piece of a part: numbers are parsed while reading (no string round trip)."""
+    return pl.read_csv(data, separator="\t", has_header=False, quote_char=None, truncate_ragged_lines=True,
+                       missing_columns="insert", schema=_CSV_SCHEMA, ignore_errors=True).lazy()
+
+
+def _is_query_line(line: bytes) -> bool:
+    # The parser's rule below: a first field, and at most 3 fields (qid, query[, reformulation]).
+    return line.count(b"\t") <= 2 and line[:1] not in (b"", b"\t", b"\r")
+
+
+def _session_start(block: bytes) -> int:
+    """Offset of the last complete query line in a block that does not start it (the block's first
+    line may continue the previous block's last), so a piece ends with whole sessions; -1 if none."""
+    end = block.rfind(b"\n")  # lines after this one may be incomplete
+    while end > 0:
+        start = block.rfind(b"\n", 0, end) + 1
+        if start == 0:
+            return -1
+        if _is_query_line(block[start:end]):
+            return start
+        end = start - 1
+    return -1
 
 
 def convert_baidu(paths: list[Path], out_dir: Path, policy: ReaderPolicy) -> dict[str, Any]:
-    """One part at a time, so peak memory follows the largest part, never the whole log."""
+    """Each part is read in pieces of about `policy.chunk_bytes` that end with whole sessions (a
+    piece is cut before a query line), so peak memory follows the piece size, not the part or log
+    size; each piece becomes one click-log part with its own disjoint session range."""
     quarantine = Quarantine()
     stats: dict[str, Any] = {"format": "baidu", "files": [str(p) for p in paths], "lines": 0, "sessions": 0,
                              "impressions": 0, "clicks": 0, "behaviour_values_missing": 0}
@@ -62,23 +74,25 @@ def convert_baidu(paths: list[Path], out_dir: Path, policy: ReaderPolicy) -> dic
             path = Path(path)
             if not path.exists():
                 raise DataError(f"{path}: no such file")
-            df, n_sessions, lines, missing = _parse_part(path, next_session, policy, quarantine)
-            stats["lines"] += lines
-            stats["behaviour_values_missing"] += missing
-            next_session += n_sessions
-            writer.add(df, n_sessions)
+            for data, first_line in iter_byte_chunks(path, policy.chunk_bytes, _session_start):
+                df, n_sessions, lines, missing = _parse_piece(str(path), data, first_line, next_session, policy, quarantine)
+                del data
+                stats["lines"] += lines
+                stats["behaviour_values_missing"] += missing
+                next_session += n_sessions
+                writer.add(df, n_sessions)
     if stats["sessions"] == 0:
         raise DataError(f"{paths}: no sessions found; expected Baidu-ULTR query lines followed by document lines")
     return finish(out_dir / "clicks", quarantine, out_dir, stats)
 
 
-def _parse_part(path: Path, first_session: int, policy: ReaderPolicy, quarantine: Quarantine) -> tuple[pl.DataFrame, int, int, int]:
-    source = str(path)
+def _parse_piece(source: str, data: bytes, first_line: int, first_session: int, policy: ReaderPolicy,
+                 quarantine: Quarantine) -> tuple[pl.DataFrame, int, int, int]:
     c = pl.col
     blank = pl.all_horizontal([c(f"c{i}").is_null() for i in range(6)])
     # Query lines have 2-3 fields (qid, query[, reformulation]); document lines have 32.
     is_query = c("c0").is_not_null() & c("c3").is_null() & c("c4").is_null() & c("c5").is_null()
-    lf = _scan_part(path).with_row_index(LINE, offset=1).filter(~blank)
+    lf = _parse_text(data).with_row_index(LINE, offset=first_line).filter(~blank)
     lf = lf.with_columns(is_query.alias("_isq")).with_columns(
         c("_isq").cum_sum().alias("_s"), pl.when(c("_isq")).then(c("c0")).forward_fill().alias("query_id"),
     )
@@ -90,7 +104,7 @@ def _parse_part(path: Path, first_session: int, policy: ReaderPolicy, quarantine
         *[c(col).alias(name) for name, col in keep.items()],
         *([c("c1").alias("query")] if policy.keep_text else []),
     )
-    # One parse of the part feeds every output (collect_all shares the scan): the document lines,
+    # One parse of the piece feeds every output (collect_all shares it): the document lines,
     # the line/session counts, and the query texts when they are kept.
     plans = [lines.filter(~c("_isq")).drop("_isq"), lf.select(pl.len().alias("lines"), c("_isq").sum().alias("sessions"))]
     if policy.keep_text:

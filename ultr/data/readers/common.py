@@ -7,7 +7,7 @@ import gzip
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import polars as pl
 
@@ -18,7 +18,7 @@ LINE = "_line"  # 1-based line number in its file
 
 @dataclass
 class ReaderPolicy:
-    chunk_bytes: int = 64 << 20  # raw text per chunk: bounds memory whatever the file size
+    chunk_bytes: int = 64 << 20  # raw text per piece (every reader): bounds memory whatever the file size
     on_bad_line: str = "error"  # error | quarantine (wrong field counts, non-numeric fields, ...)
     on_unshown_click: str = "quarantine"  # error | quarantine (real logs do contain a few)
     repeated_clicks: str = "binarize"  # binarize (click=1, click_count kept) | error
@@ -43,32 +43,51 @@ class Quarantine:
         self.frames.append(lines.select(pl.lit(source).alias("source"), pl.col(LINE).cast(pl.Int64).alias("line"), pl.lit(reason).alias("reason"), pl.col("text").cast(pl.String)))
 
 
-def iter_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pl.DataFrame]:
-    """Yield frames of (LINE, text) holding whole lines, about `chunk_bytes` of text each."""
+def iter_byte_chunks(path: Path, chunk_bytes: int, cut: Callable[[bytes], int]) -> Iterator[tuple[bytes, int]]:
+    """Yield (data, first line number) for consecutive pieces of a plain or gzip file, about
+    `chunk_bytes` each. `cut(block)` gives the offset in a block read from the file (> 0, at a line
+    start) where the next piece may begin, or -1 to read on; every piece but the last ends with a
+    newline. Memory follows `chunk_bytes`, whatever the file size."""
     if not path.exists():
         raise DataError(f"{path}: no such file")
     opener = gzip.open if path.suffix == ".gz" else open
     line_no = 1
-    rest = b""
+    pending: list[bytes] = []  # read but not yet yielded
     try:
         with opener(path, "rb") as fh:
             while True:
                 block = fh.read(chunk_bytes)
-                if not block:
+                if len(block) < chunk_bytes:  # a short read is the end of the file: no cut needed
+                    pending.append(block)
                     break
-                block = rest + block
-                cut = block.rfind(b"\n")
-                if cut < 0:
-                    rest = block
+                at = cut(block)
+                if at < 0:
+                    pending.append(block)
                     continue
-                rest = block[cut + 1 :]
-                frame = _frame(block[:cut], path, line_no)
-                line_no += frame.height
-                yield frame
+                # One copy into the piece (join takes the view), not a concatenation and a slice.
+                data = b"".join([*pending, memoryview(block)[:at]])
+                pending = [block[at:]]
+                del block
+                yield data, line_no
+                line_no += data.count(b"\n")
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise DataError(f"{path}: truncated or corrupt gzip after line {line_no - 1} ({e}); re-download or re-compress the file") from None
-    if rest.strip():
-        yield _frame(rest, path, line_no)
+    rest = b"".join(pending)
+    if rest:
+        yield rest, line_no
+
+
+def _after_last_newline(block: bytes) -> int:
+    return block.rfind(b"\n") + 1 or -1
+
+
+def iter_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pl.DataFrame]:
+    """Yield frames of (LINE, text) holding whole lines, about `chunk_bytes` of text each."""
+    for data, first_line in iter_byte_chunks(path, chunk_bytes, _after_last_newline):
+        if data.endswith(b"\n"):
+            yield _frame(data[:-1], path, first_line)
+        elif data.strip():
+            yield _frame(data, path, first_line)
 
 
 def _frame(data: bytes, path: Path, first_line: int) -> pl.DataFrame:
