@@ -109,6 +109,25 @@ def test_baidu_pieces_equal_one_read(tmp_path, gz, chunk_bytes):
         convert_log("baidu", [bad], tmp_path / "bad", ReaderPolicy(chunk_bytes=chunk_bytes))
 
 
+def test_read_ahead_keeps_order_errors_and_stops():
+    from ultr.data.readers.common import read_ahead
+
+    assert list(read_ahead(iter(range(50)))) == list(range(50))
+
+    def failing():
+        yield 1
+        yield 2
+        raise DataError("part-9: broken")
+
+    it = read_ahead(failing())
+    assert next(it) == 1 and next(it) == 2  # the items before the error arrive first
+    with pytest.raises(DataError, match="part-9: broken"):
+        next(it)
+    endless = read_ahead(iter(range(10**9)))
+    assert next(endless) == 0
+    endless.close()  # a caller that stops early (an error in the parse) must not hang on the worker
+
+
 def test_baidu_annotations(tmp_path):
     p = tmp_path / "annotations.txt"
     p.write_text("1\x012\t3\x014\t5\t2\t0\n7\t8\t9\t0\t9\n")

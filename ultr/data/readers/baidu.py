@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 
 from ultr.data.io import atomic_dir
-from ultr.data.readers.common import LINE, PartWriter, Quarantine, ReaderPolicy, finish, iter_byte_chunks, iter_line_chunks
+from ultr.data.readers.common import LINE, PartWriter, Quarantine, ReaderPolicy, finish, iter_byte_chunks, iter_line_chunks, read_ahead
 from ultr.errors import DataError
 
 # The published document-line columns, in order ("-" columns are unnamed in the release).
@@ -74,7 +74,7 @@ def convert_baidu(paths: list[Path], out_dir: Path, policy: ReaderPolicy) -> dic
             path = Path(path)
             if not path.exists():
                 raise DataError(f"{path}: no such file")
-            for data, first_line in iter_byte_chunks(path, policy.chunk_bytes, _session_start):
+            for data, first_line in read_ahead(iter_byte_chunks(path, policy.chunk_bytes, _session_start)):
                 df, n_sessions, lines, missing = _parse_piece(str(path), data, first_line, next_session, policy, quarantine)
                 del data
                 stats["lines"] += lines

@@ -4,10 +4,12 @@ numbered so every error names its file and line, and the click-log part writer."
 from __future__ import annotations
 
 import gzip
+import queue
+import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import polars as pl
 
@@ -75,6 +77,53 @@ def iter_byte_chunks(path: Path, chunk_bytes: int, cut: Callable[[bytes], int]) 
     rest = b"".join(pending)
     if rest:
         yield rest, line_no
+
+
+T = TypeVar("T")
+_DONE = object()
+
+
+def read_ahead(items: Iterable[T]) -> Iterator[T]:
+    """Produce the next item on a worker thread while the caller works on this one (the gzip
+    inflate of the next piece overlaps the parse of this one; zlib releases the GIL). One item
+    is held ahead, so memory grows by one piece. Errors surface in the caller at the item where
+    they happened; a caller that stops early stops the worker."""
+    q: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((_DONE, None))
+        except BaseException as e:  # handed to the caller, raised there
+            q.put((_DONE, e))
+
+    worker = threading.Thread(target=work, name="ultr-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = q.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # drain so a blocked put returns, then let the worker finish
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                pass
+            worker.join(timeout=0.05)
 
 
 def _after_last_newline(block: bytes) -> int:
