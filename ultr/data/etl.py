@@ -106,7 +106,8 @@ def run_etl(
         new_query = pl.col("query_id") != pl.col("query_id").shift(1)
         keys = keys.with_columns((new_query.fill_null(True).cum_sum() - 1).cast(pl.Int32).alias("query_index"))
         query_vocab = keys.filter(new_query.fill_null(True))["query_id"]
-    joined = _join_documents(typed, keys)
+    doc_keys = _DocumentKeys(keys)
+    joined = doc_keys.join_lazy(typed)
 
     # --- pass 1 (streaming): every value check and policy count in one scan; each check reports
     # the first offending row of its kind.
@@ -153,10 +154,14 @@ def run_etl(
             f"{features_path} ({dropped['missing_features']} rows like it); use the matching dataset, "
             "or etl.missing_features=drop to drop and count them"
         )
-    kept = joined.filter(pl.col("doc_index").is_not_null() & (pl.col("position") <= K))
+    keep_rows = pl.col("doc_index").is_not_null() & (pl.col("position") <= K)
+    kept = joined.filter(keep_rows)
+    out_cols = ["session_id", "query_index", "doc_index", "position", "click", ROW, *numeric_extras]
+
+    def collect_shard(rows: pl.LazyFrame) -> pl.DataFrame:
+        return doc_keys.attach(rows.collect(engine="streaming")).filter(keep_rows).select(out_cols)
 
     n_shards = max(1, math.ceil(total_rows / cfg.shard_rows))
-    out_cols = ["session_id", "query_index", "doc_index", "position", "click", ROW, *numeric_extras]
     stats_acc = _Accumulator(K)
     file_ranges = None
     if n_shards > 1 and isinstance(log, (str, Path)):
@@ -166,10 +171,10 @@ def run_etl(
             # Parquet parts that each hold whole sessions (every reader writes them so): one shard
             # per part, read through its session-id range, which the Parquet statistics turn into
             # reading just that part. No repartitioning pass over the whole log.
-            parts = (kept.filter(pl.col("session_id").is_between(lo, hi)).select(out_cols).collect(engine="streaming") for lo, hi in file_ranges)
+            parts = (collect_shard(typed.filter(pl.col("session_id").is_between(lo, hi))) for lo, hi in file_ranges)
             _write_shards(parts, tmp_sessions, cfg, source, numeric_extras, stats_acc, query_vocab)
         elif n_shards == 1:
-            parts = [kept.select(out_cols).collect(engine="streaming")]
+            parts = [collect_shard(typed)]
             _write_shards(parts, tmp_sessions, cfg, source, numeric_extras, stats_acc, query_vocab)
         else:
             staging = out_dir / ".etl-staging"
@@ -216,22 +221,33 @@ def run_etl(
 _PAIR_HASH = pl.struct(pl.col("query_id").cast(pl.String), pl.col("doc_id").cast(pl.String)).hash()
 
 
-def _join_documents(rows: pl.LazyFrame, keys: pl.DataFrame) -> pl.LazyFrame:
-    """Attach `doc_index` and `query_index` to every impression, keeping the log's row order (sessions stay
-    contiguous, so shards become reshapes instead of sorts and scatters).
+class _DocumentKeys:
+    """Attaches `doc_index` and `query_index` to impressions, keeping the log's row order (sessions
+    stay contiguous, so shards become reshapes instead of sorts and scatters).
 
     Joining on one 64-bit hash of (query_id, doc_id) is twice as fast as joining on the two
     strings. A collision between two keys would silently merge documents, so it is checked on the
     (small) key table, which holds every pair that can match; with one, the string join is used.
     """
-    keys = keys.select("query_id", "doc_id", "doc_index", "query_index").with_columns(_PAIR_HASH.alias("_pair"))
-    if keys["_pair"].is_duplicated().any():
-        return rows.join(keys.lazy().drop("_pair"), on=["query_id", "doc_id"], how="left", maintain_order="left")
-    return (
-        rows.with_columns(_PAIR_HASH.alias("_pair"))
-        .join(keys.lazy().select("_pair", "doc_index", "query_index"), on="_pair", how="left", maintain_order="left")
-        .drop("_pair")
-    )
+
+    def __init__(self, keys: pl.DataFrame) -> None:
+        keys = keys.select("query_id", "doc_id", "doc_index", "query_index").with_columns(_PAIR_HASH.alias("_pair"))
+        self.by_hash = not keys["_pair"].is_duplicated().any()
+        self.keys = keys.select("_pair", "doc_index", "query_index") if self.by_hash else keys.drop("_pair")
+
+    def join_lazy(self, rows: pl.LazyFrame) -> pl.LazyFrame:
+        if not self.by_hash:
+            return rows.join(self.keys.lazy(), on=["query_id", "doc_id"], how="left", maintain_order="left")
+        return rows.with_columns(_PAIR_HASH.alias("_pair")).join(self.keys.lazy(), on="_pair", how="left", maintain_order="left").drop("_pair")
+
+    def attach(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """One shard, eagerly: only the key goes through the join and the two codes are stacked
+        beside the rows, instead of the join gathering every behaviour column as well."""
+        if not self.by_hash:
+            return rows.join(self.keys, on=["query_id", "doc_id"], how="left", maintain_order="left")
+        # A left join on unique keys returns exactly one row per input row, in input order.
+        codes = rows.select(_PAIR_HASH.alias("_pair")).join(self.keys, on="_pair", how="left", maintain_order="left")
+        return rows.hstack(codes.select("doc_index", "query_index").get_columns())
 
 
 def _file_session_ranges(path: Path, column: str, max_rows: int) -> list[tuple[int, int]] | None:
