@@ -169,8 +169,8 @@ def run_etl(
     with atomic_dir(out_dir / "sessions") as tmp_sessions:
         if file_ranges:
             # Parquet parts that each hold whole sessions (every reader writes them so): one shard
-            # per part, read through its session-id range, which the Parquet statistics turn into
-            # reading just that part. No repartitioning pass over the whole log.
+            # per group of adjacent parts, read through its session-id range, which the Parquet
+            # statistics turn into reading just those parts. No repartitioning pass over the log.
             parts = (collect_shard(typed.filter(pl.col("session_id").is_between(lo, hi))) for lo, hi in file_ranges)
             _write_shards(parts, tmp_sessions, cfg, source, numeric_extras, stats_acc, query_vocab)
         elif n_shards == 1:

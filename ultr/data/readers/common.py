@@ -94,17 +94,16 @@ def read_ahead(items: Iterable[T]) -> Iterator[T]:
     def work() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                q.put((item, None))  # the caller's drain below unblocks this once it has stopped
                 if stop.is_set():
                     return
             q.put((_DONE, None))
         except BaseException as e:  # handed to the caller, raised there
             q.put((_DONE, e))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # a generator over a file closes the file here, not at garbage collection
 
     worker = threading.Thread(target=work, name="ultr-read-ahead", daemon=True)
     worker.start()
