@@ -82,6 +82,22 @@ def test_weight_clipping():
     np.testing.assert_allclose(w, [[1.0, 5.0, 5.0]], rtol=1e-6)
 
 
+def test_relevance_weight_clip_leaves_the_ranker_loss_alone():
+    # s = [3 ln2, 0, 0] -> pR = [.8, .1, .1] -> wR = [1, 8, 8], clipped to [1, 5, 5];
+    # e = [ln2, 0, 0] -> pE = [.5, .25, .25] -> wE = [1, 2, 2]. Clicks on items 1 and 2:
+    # L_prop = (1 ln2 + 5 * 2 ln2) / 6 = 11/6 ln2 (unclipped (ln2 + 16 ln2) / 9 = 17/9 ln2);
+    # L_rank = -(log .8 + 2 log .1) / 3 either way.
+    s = jnp.array([[3 * LN2, 0.0, 0.0]])
+    e = jnp.array([[LN2, 0.0, 0.0]])
+    c = jnp.array([[1.0, 1.0, 0.0]])
+    clipped = dla_loss(s, e, c, POS, ALL, max_relevance_weight=5.0)
+    free = dla_loss(s, e, c, POS, ALL)
+    np.testing.assert_allclose(clipped.propensity, 11 / 6 * LN2, rtol=1e-6)
+    np.testing.assert_allclose(free.propensity, 17 / 9 * LN2, rtol=1e-6)
+    rank = -(math.log(0.8) + 2 * math.log(0.1)) / 3
+    np.testing.assert_allclose([clipped.rank, free.rank], [rank, rank], rtol=1e-6)
+
+
 def test_first_item_is_highest_valid_position():
     # position 1 was dropped (mask False): normalise to the item at position 2
     e = jnp.array([[5.0, LN2, 0.0]])

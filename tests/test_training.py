@@ -173,3 +173,18 @@ def test_early_stopping_waits_for_the_propensity_curve(tmp_path):
     evals = [h for h in hist if "vali_ndcg@10" in h]
     assert len(evals) == 10 and all(len(h["propensity"]) == 10 for h in evals)
     assert all(h["propensity_change"] > 0 for h in evals[1:])
+
+
+def test_weight_decay_adds_l2_to_the_gradient():
+    # sgd lr 0.1, weight_decay 0.5, p = 2, zero gradient: update = -0.1 * (0 + 0.5 * 2) = -0.1.
+    import jax.numpy as jnp
+
+    from ultr.train.state import make_optimizer
+
+    tx = make_optimizer({"name": "sgd", "learning_rate": 0.1, "weight_decay": 0.5, "clip_norm": 5.0})
+    p = {"w": jnp.array([2.0])}
+    upd, _ = tx.update({"w": jnp.array([0.0])}, tx.init(p), p)
+    np.testing.assert_allclose(upd["w"], [-0.1], rtol=1e-6)
+    none = make_optimizer({"name": "sgd", "learning_rate": 0.1, "weight_decay": None})
+    upd, _ = none.update({"w": jnp.array([0.0])}, none.init(p), p)
+    np.testing.assert_allclose(upd["w"], [0.0])

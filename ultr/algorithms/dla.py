@@ -58,6 +58,7 @@ def dla_loss(
     max_weight: float | None = None,
     normalization: str = "softmax",
     loss_normalization: str = "batch",
+    max_relevance_weight: float | None = None,
 ) -> DLALosses:
     """DLA objective over [..., K] arrays.
 
@@ -72,8 +73,13 @@ def dla_loss(
       max_weight: optional clip of both inverse weights (variance control).
       normalization: "softmax" (reference) or "sigmoid": how logits become the probabilities
         whose ratios form the weights (sigmoid treats each item's examination independently).
-      loss_normalization: "batch" (ALGORITHMS.md) or "list" (ULTRA's implementation: per-list
-        target distributions over the batch's total weight; see `softmax_cross_entropy`).
+      loss_normalization: "batch" (ALGORITHMS.md, and what ULTRA computes: its softmax loss
+        multiplies each list's cross-entropy by the list's total weight) or "list" (a variant: each
+        session's weighted clicks normalised to one distribution and counted once, so a
+        single-click session's inverse weight no longer matters; see `softmax_cross_entropy`).
+      max_relevance_weight: optional clip of wR alone (after `max_weight`), leaving wE free: the
+        relevance ratios of a click model are bounded (1 / eps_neg for PBM clicks), the
+        examination ratios at severe bias are not.
     """
     if normalization not in ("softmax", "sigmoid"):
         raise ValueError(f"dla normalization={normalization!r}; use softmax or sigmoid")
@@ -82,6 +88,8 @@ def dla_loss(
     per_list = loss_normalization == "list"
     w_exam = inverse_weights(propensity_logits, position, mask, max_weight, normalization)
     w_rel = inverse_weights(scores, position, mask, max_weight, normalization)
+    if max_relevance_weight is not None:
+        w_rel = jnp.minimum(w_rel, max_relevance_weight)
     l_rank = softmax_cross_entropy(scores, clicks, mask, w_exam, per_list=per_list)
     l_prop = softmax_cross_entropy(propensity_logits, clicks, mask, w_rel, per_list=per_list)
     return DLALosses(l_prop + rank_weight * l_rank, l_rank, l_prop)

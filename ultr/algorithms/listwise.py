@@ -30,10 +30,11 @@ def softmax_cross_entropy(
     a session with two clicks weighs twice one with one. Lists with no positive target add
     nothing; an all-empty batch gives 0 with zero gradients.
 
-    `per_list=True` is ULTRA's implementation of the DLA losses instead: each list's weighted
-    targets become a distribution (sum 1), the lists' cross-entropies are summed and divided by the
-    batch's total weighted targets. A list with an enormous weight then shrinks the whole batch's
-    step instead of taking it over.
+    `per_list=True` is a variant: each list's weighted targets become a distribution (sum 1), the
+    lists' cross-entropies are summed and divided by the batch's total weighted targets, so every
+    session counts once whatever its weight (a single-click session's inverse weight no longer
+    matters). ULTRA's softmax loss, despite normalising each list, multiplies the list's
+    cross-entropy back by its total weight: that is the batch form above.
 
     Args:
       scores: [..., K] model scores. targets: [..., K] clicks or graded labels (>= 0).

@@ -36,5 +36,8 @@ def make_optimizer(cfg: Mapping[str, Any]) -> optax.GradientTransformation:
     parts = []
     if cfg.get("clip_norm") is not None:
         parts.append(optax.clip_by_global_norm(float(cfg["clip_norm"])))
+    if name != "adamw" and cfg.get("weight_decay"):
+        # L2 regularisation added to the (clipped) gradient; adamw decouples its own.
+        parts.append(optax.add_decayed_weights(float(cfg["weight_decay"])))
     parts.append(makers[name]())
     return optax.chain(*parts)

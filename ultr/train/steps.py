@@ -73,6 +73,8 @@ def make_steps(
         raise ValueError("affine needs the trust-bias parameters alpha and beta per position (a trust click model's propensities.json)")
     max_weight = method_cfg.get("max_weight")
     max_weight = None if max_weight is None else float(max_weight)
+    max_relevance_weight = method_cfg.get("max_relevance_weight")
+    max_relevance_weight = None if max_relevance_weight is None else float(max_relevance_weight)
     rank_weight = float(method_cfg.get("rank_weight", 1.0))
     normalization = method_cfg.get("normalization", "softmax")
     combine = method_cfg.get("combine", "additive")
@@ -116,7 +118,8 @@ def make_steps(
             logits = propensity.apply(p_params, pos, context(x))
             if method == "dla":
                 out = dla_loss(scores, logits, clicks, pos, mask, rank_weight=rank_weight, max_weight=max_weight,
-                               normalization=normalization, loss_normalization=method_cfg.get("loss_normalization", "batch"))
+                               normalization=normalization, loss_normalization=method_cfg.get("loss_normalization", "batch"),
+                               max_relevance_weight=max_relevance_weight)
             elif method == "rem":
                 out = rem_loss(scores, logits, clicks, mask)
             else:
