@@ -47,3 +47,21 @@ def test_feature_major_mlp_equals_row_major_reference(norm):
     out = p["FeatureMajorDense_2"]
     want = (h @ out["kernel"].T + out["bias"])[:, 0].reshape(3, 5)
     np.testing.assert_allclose(scores, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.3, 0.5])
+def test_dropout_keeps_the_expected_fraction_and_mean(rate):
+    from ultr.models.ranker import dropout
+
+    x = jnp.ones((400, 500))
+    y = np.asarray(dropout(x, rate, jax.random.PRNGKey(0)))
+    n = y.size
+    kept = (y > 0).mean()
+    # Binomial(n, 1 - rate): 5 standard deviations.
+    assert abs(kept - (1 - rate)) < 5 * np.sqrt(rate * (1 - rate) / n)
+    assert set(np.unique(y)) == {0.0, np.float32(65536 / round((1 - rate) * 65536))}
+    np.testing.assert_allclose(y.mean(), 1.0, atol=5 * np.sqrt(rate / (1 - rate) / n))
+    np.testing.assert_array_equal(y, dropout(x, rate, jax.random.PRNGKey(0)))  # same key, same mask
+    assert (y != np.asarray(dropout(x, rate, jax.random.PRNGKey(1)))).any()
+    odd = dropout(jnp.ones((3, 5)), rate, jax.random.PRNGKey(2))  # odd element count
+    assert odd.shape == (3, 5)
