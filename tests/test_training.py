@@ -188,3 +188,18 @@ def test_weight_decay_adds_l2_to_the_gradient():
     none = make_optimizer({"name": "sgd", "learning_rate": 0.1, "weight_decay": None})
     upd, _ = none.update({"w": jnp.array([0.0])}, none.init(p), p)
     np.testing.assert_allclose(upd["w"], [0.0])
+
+
+def test_tail_average_curve_is_the_geometric_mean_of_the_last_evaluations():
+    from ultr.train.loop import tail_average_curve
+
+    history = [{"step": 50, "loss": 1.0},
+               {"step": 100, "propensity": [1.0, 0.9]},
+               {"step": 200, "propensity": [1.0, 0.2]},
+               {"step": 250, "loss": 1.0},
+               {"step": 300, "propensity": [1.0, 0.8]}]
+    # last two: sqrt(0.2 * 0.8) = 0.4; last one: the final curve; more than recorded: all three.
+    np.testing.assert_allclose(tail_average_curve(history, 2), [1.0, 0.4])
+    np.testing.assert_allclose(tail_average_curve(history, 1), [1.0, 0.8])
+    np.testing.assert_allclose(tail_average_curve(history, 10), [1.0, (0.9 * 0.2 * 0.8) ** (1 / 3)])
+    assert tail_average_curve([{"step": 1, "loss": 0.5}], 5) is None

@@ -34,7 +34,7 @@ from ultr.paths import resolve
 from ultr.report import plot_learning_curves, plot_propensity, propensity_table, results_table
 from ultr.train.checkpoint import save_state
 from ultr.train.distributed import initialize as initialize_distributed
-from ultr.train.loop import FitResult, fit, read_propensity, score_lists
+from ultr.train.loop import FitResult, fit, read_propensity, score_lists, tail_average_curve
 from ultr.train.state import make_optimizer
 from ultr.train.steps import CLICK_METHODS, KNOWN_PROPENSITY, METHODS, Steps, make_steps, trains_on_lists
 from ultr.workflows import etl_config, ingest, simulate_on
@@ -132,6 +132,10 @@ def train_method(
         checkpoint_dir=checkpoint_dir, checkpoint_every=int(tr.get("checkpoint_every", 0) or 0), resume=bool(tr.get("resume", False)),
     )
     prop = read_propensity(steps, result.final_state.propensity, list_size) if (steps.learns_propensity or method in KNOWN_PROPENSITY) else None
+    average = int(tr.get("propensity_average") or 1)
+    if steps.learns_propensity and average > 1:
+        tail = tail_average_curve(result.history, average)
+        prop = prop if tail is None else tail
     return TrainedMethod(method, steps, result, prop, global_batch)
 
 

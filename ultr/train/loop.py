@@ -41,6 +41,20 @@ class FitResult:
     resumed_from_step: int | None = None
 
 
+def tail_average_curve(history: list[dict[str, Any]], evaluations: int) -> np.ndarray | None:
+    """Geometric mean of the propensity curves recorded at the last `evaluations` evaluations
+    (Polyak-Ruppert averaging of the iterates); None when no curve was recorded.
+
+    With a fast propensity optimiser the per-position logits keep moving by several percent between
+    evaluations around where they settle; the tail average reads where they settle instead of
+    wherever the last step left them. The curves come from the history, so a resumed run averages
+    the same evaluations as an uninterrupted one."""
+    curves = [h["propensity"] for h in history if "propensity" in h][-max(int(evaluations), 1):]
+    if not curves:
+        return None
+    return np.exp(np.mean(np.log(np.asarray(curves, np.float64)), axis=0))
+
+
 def score_lists(steps: Steps, ranker_params: Any, lists: QueryLists, features: jax.Array | None, chunk: int = 512) -> np.ndarray:
     """Scores for every candidate of every list, in fixed-size chunks (one compiled shape)."""
     n = len(lists.doc_index)
