@@ -131,11 +131,10 @@ def train_method(
         writer=writer, progress=bool(tr.get("progress", True)), name=method, global_batch=global_batch,
         checkpoint_dir=checkpoint_dir, checkpoint_every=int(tr.get("checkpoint_every", 0) or 0), resume=bool(tr.get("resume", False)),
     )
-    prop = read_propensity(steps, result.final_state.propensity, list_size) if (steps.learns_propensity or method in KNOWN_PROPENSITY) else None
     average = int(tr.get("propensity_average") or 1)
-    if steps.learns_propensity and average > 1:
-        tail = tail_average_curve(result.history, average)
-        prop = prop if tail is None else tail
+    prop = tail_average_curve(result.history, average) if steps.learns_propensity and average > 1 else None
+    if prop is None and (steps.learns_propensity or method in KNOWN_PROPENSITY):
+        prop = read_propensity(steps, result.final_state.propensity, list_size)
     return TrainedMethod(method, steps, result, prop, global_batch)
 
 

@@ -71,10 +71,8 @@ def make_steps(
         raise ValueError("dr needs the click model's alpha (and beta) per position (known['alpha'])")
     if method == "affine" and not {"alpha", "beta"} <= known.keys():
         raise ValueError("affine needs the trust-bias parameters alpha and beta per position (a trust click model's propensities.json)")
-    max_weight = method_cfg.get("max_weight")
-    max_weight = None if max_weight is None else float(max_weight)
-    max_relevance_weight = method_cfg.get("max_relevance_weight")
-    max_relevance_weight = None if max_relevance_weight is None else float(max_relevance_weight)
+    max_weight, max_relevance_weight = (
+        None if method_cfg.get(k) is None else float(method_cfg[k]) for k in ("max_weight", "max_relevance_weight"))
     rank_weight = float(method_cfg.get("rank_weight", 1.0))
     normalization = method_cfg.get("normalization", "softmax")
     combine = method_cfg.get("combine", "additive")
