@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--etas", type=float, nargs="+", default=[1.0])
     ap.add_argument("--methods", default="all")
     ap.add_argument("--extra", nargs="*", default=[], help="more Hydra overrides")
+    ap.add_argument("--tag", default="", help="suffix of the run directories, so runs with different --extra keep apart")
     args = ap.parse_args()
     rows = []
     for eta in args.etas:
@@ -40,12 +41,13 @@ def main() -> None:
                 over = [f"data.root={args.root}", f"data.fold={fold}", f"seed={seed}", f"click_model.eta={eta}",
                         f"algorithm={args.methods}", "trainer.progress=false", "trainer.tensorboard=false",
                         "trainer.checkpoint=false", *args.extra]
-                run_dir = WORK / "quality" / f"eta{eta}_fold{fold}_seed{seed}_{args.methods}"
+                run_dir = WORK / "quality" / f"eta{eta}_fold{fold}_seed{seed}_{args.methods}{'_' + args.tag if args.tag else ''}"
                 with contextlib.redirect_stdout(io.StringIO()):
                     out = run_experiment(default_config(over), run_dir)
                 row = {"eta": eta, "fold": fold, "seed": seed, "seconds": out["timing"]["total_seconds"]}
                 for m, r in out["methods"].items():
                     row[f"{m}_ndcg@10"] = r["test"]["ndcg@10"]
+                    row[f"{m}_vali_ndcg@10"] = r["vali"]["ndcg@10"]
                     if "propensity" in r:
                         row[f"{m}_prop_err"] = r["propensity"].get("mean_relative_error")
                 print(json.dumps(row), flush=True)
@@ -61,7 +63,7 @@ def main() -> None:
         if fold1:
             s["fold1"] = {k: round(mean(r[k] for r in fold1), 4) for k in keys}
         summary[str(eta)] = s
-    record("quality", {"folds": args.folds, "seeds": args.seeds, "methods": args.methods, "extra": args.extra, "runs": len(rows), "summary": summary})
+    record("quality", {"folds": args.folds, "seeds": args.seeds, "methods": args.methods, "extra": args.extra, "tag": args.tag, "runs": len(rows), "summary": summary})
 
 
 if __name__ == "__main__":

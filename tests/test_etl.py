@@ -57,6 +57,8 @@ def test_tiny_log_to_exact_session_table(tmp_path, features_path):
     assert stats["clicks_per_position"] == [0, 1, 0, 1]
     assert stats["impressions_per_position"] == [2, 2, 0, 1]
     assert stats["ctr_per_position"] == [0.0, 0.5, 0.0, 1.0]
+    # five documents, each shown at one position only (a3's second row is beyond K)
+    assert stats["position_spread"] == {"documents": 5, "at_several_positions": 0, "share": 0.0}
     assert json.loads((tmp_path / "out" / "stats.json").read_text())["sessions"] == 2
 
 
@@ -134,6 +136,10 @@ def test_sharding_keeps_sessions_whole_and_equal(tmp_path_factory, seed, shard_r
     log = write_log(tmp / "log.parquet", rows)
     one = run_etl(log, f, tmp / "one", EtlConfig(list_size=5, shard_rows=10**9))
     a = pl.read_parquet(tmp / "one" / "sessions" / "*.parquet").sort("session_id")
+    shown = a.select("doc_index", "position", "mask").explode("doc_index", "position", "mask").filter(pl.col("mask"))
+    per_doc = shown.group_by("doc_index").agg(pl.col("position").n_unique().alias("n"))
+    assert one["position_spread"]["documents"] == per_doc.height
+    assert one["position_spread"]["at_several_positions"] == per_doc.filter(pl.col("n") > 1).height
     # The same log as one file, as parts holding disjoint session ranges (one shard per part, read
     # through the Parquet statistics), and as parts whose ranges overlap (repartitioned).
     by_session = pl.read_parquet(log).sort("session_id", maintain_order=True)
@@ -157,6 +163,7 @@ def test_sharding_keeps_sessions_whole_and_equal(tmp_path_factory, seed, shard_r
         assert sum(len(i) for i in ids) == len(set().union(*ids)), name  # no session in two shards
         assert pl.concat(shards).sort("session_id").equals(a), name
         assert one["clicks_per_position"] == many["clicks_per_position"], name
+        assert one["position_spread"] == many["position_spread"], name
         assert many["shards"] == len(shards), name
 
 

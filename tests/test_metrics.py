@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ultr.metrics import err_metric, evaluate_scores, propensity_error
+from ultr.metrics import err_metric, evaluate_scores, propensity_error, propensity_warning
 
 # One list, ranked as given: labels [2, 0, 1, 0].
 # DCG@10 = 3/log2(2) + 1/log2(4) = 3.5; IDCG = 3 + 1/log2(3) = 3.63093 -> nDCG = 0.963940.
@@ -48,3 +48,12 @@ def test_err_ties_and_topn():
 def test_propensity_error_golden():
     assert propensity_error([1.0, 0.5, 0.2], [1.0, 0.4, 0.25]) == pytest.approx((0.25 + 0.2) / 2)
     assert propensity_error([2.0, 1.0], [1.0, 0.5]) == 0.0  # curves compared relative to position 1
+
+
+def test_propensity_warning_flags_a_diverged_curve_only():
+    assert propensity_warning([1.0, 0.8, 0.5, 0.2]) is None
+    assert propensity_warning([1.0, 1.2, 0.9]) is None  # a mild bump is not flagged
+    assert propensity_warning([2.0, 2.9, 1.0]) is None  # 1.45x position 1, relative to it
+    msg = propensity_warning([1.0, 0.8, 240.0, 3.0])
+    assert msg is not None and "position 3 at 240x position 1" in msg and "severe_bias" in msg
+    assert "position 2 at nanx" in propensity_warning([1.0, float("nan"), 0.5])

@@ -203,3 +203,33 @@ def test_tail_average_curve_is_the_geometric_mean_of_the_last_evaluations():
     np.testing.assert_allclose(tail_average_curve(history, 1), [1.0, 0.8])
     np.testing.assert_allclose(tail_average_curve(history, 10), [1.0, (0.9 * 0.2 * 0.8) ** (1 / 3)])
     assert tail_average_curve([{"step": 1, "loss": 0.5}], 5) is None
+
+
+def test_selection_keeps_the_best_validation_candidate(tmp_path):
+    """`+experiment=select_regularisation`: DLA trained once per candidate, the best validation
+    nDCG@10 kept and reported, every candidate recorded."""
+    cfg = default_config(["+experiment=select_regularisation", "algorithm=dla", "trainer=debug", "model.hidden=[32,16]",
+                          "simulation.sessions=20000", "trainer.checkpoint=false", "trainer.tensorboard=false"])
+    out = run_experiment(cfg, tmp_path)["methods"]["dla"]
+    sel = out["selection"]
+    assert [c["overrides"] for c in sel["candidates"]] == [[], ["model.dropout=0.3", "propensity_optim.learning_rate=1.0",
+                                                                "trainer.propensity_average=10"]]
+    vali = [c["vali_ndcg@10"] for c in sel["candidates"]]
+    assert vali[0] != vali[1]  # dropout changed the ranker
+    assert sel["chosen"] == int(np.argmax(vali)) and out["vali"]["ndcg@10"] == max(vali)
+    chosen = sel["candidates"][sel["chosen"]]
+    assert out["propensity"]["estimated"] == chosen["propensity"]
+    assert out["propensity"]["mean_relative_error"] == chosen["propensity_error"]
+
+
+def test_with_overrides_sets_existing_keys_only():
+    from ultr.errors import DataError
+    from ultr.experiment import with_overrides
+
+    cfg = {"model": {"dropout": 0.0, "hidden": [8]}, "trainer": {"propensity_average": 1}}
+    out = with_overrides(cfg, ["model.dropout=0.3", "model.hidden=[4, 2]", "trainer.propensity_average=null"])
+    assert out == {"model": {"dropout": 0.3, "hidden": [4, 2]}, "trainer": {"propensity_average": None}}
+    assert cfg["model"]["dropout"] == 0.0  # a copy
+    for bad in ("model.dropot=0.3", "modle.dropout=0.3", "model.dropout"):
+        with pytest.raises(DataError, match="selection candidate override"):
+            with_overrides(cfg, [bad])

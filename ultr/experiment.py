@@ -6,6 +6,7 @@ shared core the Python API uses too.
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import time
@@ -18,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 from ultr.data.batching import (
     BatchIterator, QueryLists, Sessions, exposure_arrays, list_arrays, query_lists, read_sessions, session_arrays,
@@ -27,7 +29,7 @@ from ultr.data.io import write_json, write_parquet
 from ultr.cache import cached_dir
 from ultr.data.letor import FeatureTable, read_features
 from ultr.errors import DataError
-from ultr.metrics import evaluate_scores, propensity_error
+from ultr.metrics import evaluate_scores, propensity_error, propensity_warning
 from ultr.models.propensity import ContextPropensity, PositionPropensity
 from ultr.models.ranker import IdRanker, MLPRanker
 from ultr.paths import resolve
@@ -96,7 +98,9 @@ def train_method(
     writer: Any = None,
     known: Mapping[str, np.ndarray] | None = None,
     checkpoint_dir: Path | None = None,
+    tag: str | None = None,
 ) -> TrainedMethod:
+    """`tag` names the run in progress bars and TensorBoard (default: the method)."""
     tr = cfg["trainer"]
     list_size = int(cfg["etl"]["list_size"])
     seed = int(cfg["seed"])
@@ -128,7 +132,7 @@ def train_method(
         max_label=float(features.labels.max()), train_steps=int(tr["steps"]), eval_every=int(tr["eval_every"]),
         patience=tr.get("patience"), propensity_tol=tr.get("propensity_tol"),
         device_data_mb=tr.get("device_data_mb", 1024), seed=seed, list_size=list_size, log_every=int(tr.get("log_every", 50)),
-        writer=writer, progress=bool(tr.get("progress", True)), name=method, global_batch=global_batch,
+        writer=writer, progress=bool(tr.get("progress", True)), name=tag or method, global_batch=global_batch,
         checkpoint_dir=checkpoint_dir, checkpoint_every=int(tr.get("checkpoint_every", 0) or 0), resume=bool(tr.get("resume", False)),
     )
     average = int(tr.get("propensity_average") or 1)
@@ -136,6 +140,48 @@ def train_method(
     if prop is None and (steps.learns_propensity or method in KNOWN_PROPENSITY):
         prop = read_propensity(steps, result.final_state.propensity, list_size)
     return TrainedMethod(method, steps, result, prop, global_batch)
+
+
+def with_overrides(cfg: Mapping[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A copy of `cfg` with `key.path=value` overrides applied (values parsed as YAML, as on the
+    command line). Only existing keys can be set, so a typo fails instead of training the default."""
+    out = copy.deepcopy(dict(cfg))
+    for item in overrides:
+        key, sep, text = str(item).partition("=")
+        if not sep:
+            raise DataError(f"selection candidate override {item!r} is not key=value")
+        *parents, leaf = key.strip().split(".")
+        node = out
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise DataError(f"selection candidate override {item!r}: {key!r} is not a config key")
+            node = node[part]
+        if leaf not in node:
+            raise DataError(f"selection candidate override {item!r}: {key!r} is not a config key")
+        node[leaf] = yaml.safe_load(text)
+    return out
+
+
+def train_selected(method: str, cfg: Mapping[str, Any], *args: Any, checkpoint_dir: Path, **kw: Any) -> tuple[TrainedMethod, dict[str, Any] | None]:
+    """Train `method` once, or, where `selection.methods` lists it, once per `selection.candidates`
+    entry (a list of overrides), keeping the candidate with the best validation nDCG@10: model
+    selection on the validation split, as for the training step. Returns the kept run and a record
+    of every candidate (None without selection)."""
+    sel = cfg.get("selection") or {}
+    candidates = [list(c or []) for c in sel.get("candidates") or []]
+    if method not in (sel.get("methods") or []) or not candidates:
+        return train_method(method, cfg, *args, checkpoint_dir=checkpoint_dir, **kw), None
+    runs = []
+    for i, overrides in enumerate(candidates):
+        trained = train_method(method, with_overrides(cfg, overrides), *args,
+                               checkpoint_dir=checkpoint_dir.with_name(f"{checkpoint_dir.name}-{i}"), tag=f"{method}[{i}]", **kw)
+        runs.append((trained, overrides))
+    best = max(range(len(runs)), key=lambda i: runs[i][0].fit.best_vali)  # first of equals
+    record = {"chosen": best, "by": "vali ndcg@10", "candidates": [
+        {"overrides": o, "vali_ndcg@10": t.fit.best_vali, "best_step": t.fit.best_step,
+         **({"propensity": [float(v) for v in t.propensity]} if t.propensity is not None else {})}
+        for t, o in runs]}
+    return runs[best][0], record
 
 
 def known_inputs(method: str, cfg: Mapping[str, Any], features: FeatureTable, sessions: Sessions,
@@ -258,8 +304,8 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
             per_query.append(pq.read_table(run_dir / "methods" / f"{method}.per_query.parquet"))
             continue
         known = known_inputs(method, cfg, features, sessions, true_curve, sidecar)
-        trained = train_method(method, cfg, features, features_dev, sessions, train_lists, vali, writer=writer, known=known,
-                               checkpoint_dir=run_dir / "checkpoints" / f"{method}-train")
+        trained, selection = train_selected(method, cfg, features, features_dev, sessions, train_lists, vali, writer=writer,
+                                            known=known, checkpoint_dir=run_dir / "checkpoints" / f"{method}-train")
         f = trained.fit
         if f.resumed_from_step is not None:
             resumed[method] = f.resumed_from_step
@@ -279,9 +325,17 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
         if trained.propensity is not None:
             est = [float(v) for v in trained.propensity]
             entry["propensity"] = {"estimated": est}
+            warning = propensity_warning(est) if trained.steps.learns_propensity else None
+            if warning:
+                entry["propensity"]["warning"] = warning
             if true_curve is not None:
                 entry["propensity"]["true"] = [float(v) for v in true_curve]
                 entry["propensity"]["mean_relative_error"] = propensity_error(est, true_curve)
+        if selection is not None:
+            for c in selection["candidates"]:
+                if true_curve is not None and "propensity" in c:
+                    c["propensity_error"] = propensity_error(c["propensity"], true_curve)
+            entry["selection"] = selection
         if cfg["trainer"].get("checkpoint", True):
             entry["checkpoint"] = str(save_state(f.best_state, run_dir / "checkpoints" / method))
         results[method] = entry
@@ -312,7 +366,8 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
         "config": dict(cfg),
         "timing": {k: round(v, 2) for k, v in timing.items()},
         "data": {"sessions": stats["sessions"], "impressions": stats["impressions"], "clicks": stats["clicks"],
-                 "zero_click_sessions": stats["zero_click_sessions"], "dropped_sessions": stats["dropped_sessions"]},
+                 "zero_click_sessions": stats["zero_click_sessions"], "dropped_sessions": stats["dropped_sessions"],
+                 "position_spread": stats.get("position_spread")},
         "devices": [str(d) for d in jax.devices()],
         "data_dir": str(data_dir),
         **({"resumed_from_step": next(iter(resumed.values())), "resumed_methods": resumed} if resumed else {}),
@@ -326,5 +381,13 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
     print(f"\n{table}\n(test: {excluded} queries without a relevant document excluded)", file=sys.stdout)
     if ptable:
         print(f"\nPropensity, relative to position 1:\n{ptable}", file=sys.stdout)
+    for method, r in results.items():
+        if "selection" in r:
+            sel = r["selection"]
+            scores_text = ", ".join(f"[{i}] {c['vali_ndcg@10']:.4f}" for i, c in enumerate(sel["candidates"]))
+            print(f"{method}: kept candidate [{sel['chosen']}] {sel['candidates'][sel['chosen']]['overrides']} "
+                  f"by validation nDCG@10 ({scores_text})", file=sys.stdout)
+        if "warning" in r.get("propensity", {}):
+            print(f"warning: {method}: {r['propensity']['warning']}", file=sys.stdout)
     print(f"\nrun directory: {run_dir}", file=sys.stdout)
     return out

@@ -203,6 +203,7 @@ def run_etl(
         "impressions_per_position": stats_acc.shown.tolist(),
         "clicks_per_position": stats_acc.clicked.tolist(),
         "ctr_per_position": (stats_acc.clicked / np.maximum(stats_acc.shown, 1)).round(6).tolist(),
+        "position_spread": stats_acc.position_spread(),
         "dropped_rows": {
             "missing_features": dropped["missing_features"],
             "beyond_list_size": dropped["beyond_list_size"],
@@ -295,6 +296,30 @@ class _Accumulator:
         self.sessions = self.impressions = self.clicks = self.zero_click = self.zero_dropped = self.shards = 0
         self.shown = np.zeros(K, dtype=np.int64)
         self.clicked = np.zeros(K, dtype=np.int64)
+        # Highest and lowest slot each (query, document) pair was shown at, indexed by doc_index.
+        self.top = np.empty(0, dtype=np.int16)
+        self.bottom = np.empty(0, dtype=np.int16)
+
+    def see_positions(self, doc: np.ndarray, slot: np.ndarray) -> None:
+        if not len(doc):
+            return
+        n = int(doc.max()) + 1
+        if n > len(self.top):
+            grow = n - len(self.top)
+            self.top = np.concatenate([self.top, np.full(grow, np.iinfo(np.int16).max, np.int16)])
+            self.bottom = np.concatenate([self.bottom, np.full(grow, -1, np.int16)])
+        np.minimum.at(self.top, doc, slot)
+        np.maximum.at(self.bottom, doc, slot)
+
+    def position_spread(self) -> dict[str, Any]:
+        """How many (query, document) pairs the log shows at more than one position. Position bias
+        is identified by the data only through such pairs; a log from one deterministic ranking has
+        none, and then a click model can separate position from document only through what the
+        ranker generalises across documents."""
+        seen = self.bottom >= 0
+        several = int((self.bottom[seen] > self.top[seen]).sum())
+        n = int(seen.sum())
+        return {"documents": n, "at_several_positions": several, "share": round(several / max(n, 1), 6)}
 
 
 def _write_shards(parts, out: Path, cfg: EtlConfig, source: str, extras: list[str], acc: _Accumulator, query_vocab: pl.Series) -> None:
@@ -373,6 +398,8 @@ def _sessionize(df: pl.DataFrame, cfg: EtlConfig, source: str, extras: list[str]
     acc.clicks += int(click[keep].sum())
     acc.shown += mask[keep].sum(axis=0)
     acc.clicked += click[keep].sum(axis=0)
+    shown = mask & keep[:, None]
+    acc.see_positions(doc[shown], np.broadcast_to(np.arange(K, dtype=np.int16), doc.shape)[shown])
 
     all_kept = bool(keep.all())
 
@@ -414,5 +441,14 @@ def print_stats(stats: dict[str, Any], file=sys.stdout) -> None:
     )
     print("CTR per position: " + " ".join(f"{c:.3f}" for c in stats["ctr_per_position"]), file=file)
     print(f"dropped rows: {stats['dropped_rows']}  dropped sessions: {stats['dropped_sessions']}", file=file)
+    spread = stats.get("position_spread")
+    if spread and spread["documents"]:
+        print(
+            f"documents shown at more than one position: {spread['at_several_positions']} of {spread['documents']} "
+            f"({100 * spread['share']:.1f}%)", file=file)
+        if spread["share"] < 0.01:
+            print(
+                "  (one ranking per query: the data alone cannot separate position from document, so learned "
+                "propensities rest on the ranker's generalisation; see README, 'Severe bias and one ranking per query')", file=file)
     if stats.get("extra_columns_not_carried"):
         print(f"non-numeric extra columns not carried into session tables: {stats['extra_columns_not_carried']}", file=file)
