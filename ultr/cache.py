@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 from ultr.paths import PROJECT_ROOT
 
-CACHE_VERSION = 1  # bump when the simulation or ETL output format changes
+CACHE_VERSION = 2  # bump when the simulation or ETL output format changes (2: stats.json position_spread)
 
 
 def cache_key(cfg: Mapping[str, Any]) -> str:

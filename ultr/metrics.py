@@ -72,4 +72,4 @@ def propensity_warning(estimated: np.ndarray, limit: float = 1.5) -> str | None:
         return None
     return (f"the learned curve puts position {worst + 1} at {rel[worst]:.3g}x position 1: the propensity "
             "estimate diverged. Under one ranking per query the ranker can absorb position; "
-            "try +experiment=select_regularisation or a log with several rankings per query (README, 'Severe bias and one ranking per query')")
+            "under severe bias try +experiment=severe_bias, or a log with several rankings per query (README, 'Severe bias and one ranking per query')")
