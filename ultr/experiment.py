@@ -6,7 +6,6 @@ shared core the Python API uses too.
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
 import time
@@ -19,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ultr.data.batching import (
     BatchIterator, QueryLists, Sessions, exposure_arrays, list_arrays, query_lists, read_sessions, session_arrays,
@@ -143,23 +143,18 @@ def train_method(
 
 
 def with_overrides(cfg: Mapping[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """A copy of `cfg` with `key.path=value` overrides applied (values parsed as YAML, as on the
-    command line). Only existing keys can be set, so a typo fails instead of training the default."""
-    out = copy.deepcopy(dict(cfg))
-    for item in overrides:
-        key, sep, text = str(item).partition("=")
-        if not sep:
-            raise DataError(f"selection candidate override {item!r} is not key=value")
-        *parents, leaf = key.strip().split(".")
-        node = out
-        for part in parents:
-            if not isinstance(node.get(part), dict):
-                raise DataError(f"selection candidate override {item!r}: {key!r} is not a config key")
-            node = node[part]
-        if leaf not in node:
-            raise DataError(f"selection candidate override {item!r}: {key!r} is not a config key")
-        node[leaf] = yaml.safe_load(text)
-    return out
+    """A copy of `cfg` with `key.path=value` overrides applied (values parsed as on the command
+    line). Only existing keys can be set (struct mode), so a typo fails instead of training the
+    default."""
+    if bad := [o for o in overrides if "=" not in str(o)]:
+        raise DataError(f"selection candidate override {bad[0]!r} is not key=value")
+    base = OmegaConf.create(dict(cfg))
+    OmegaConf.set_struct(base, True)
+    try:
+        merged = OmegaConf.merge(base, OmegaConf.from_dotlist([str(o) for o in overrides]))
+    except OmegaConfBaseException as e:
+        raise DataError(f"selection candidate override in {list(overrides)}: {str(e).splitlines()[0]}") from e
+    return OmegaConf.to_container(merged)  # type: ignore[return-value]
 
 
 def train_selected(method: str, cfg: Mapping[str, Any], *args: Any, checkpoint_dir: Path, **kw: Any) -> tuple[TrainedMethod, dict[str, Any] | None]:
