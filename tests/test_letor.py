@@ -93,7 +93,7 @@ def test_ingest_normalises_with_train_statistics_only(tmp_path, tiny_letor):
     # feature 1 on train spans [0, 1]: vali/test values keep the train transform, unclipped
     test = ft.features[ft.rows("test")]
     np.testing.assert_allclose(test[:, 0], [0.7, 0.1, 0.3, 0.2], rtol=1e-6)
-    meta = json.loads(pq.read_schema(out).metadata[FEATURES_METADATA_KEY])
+    meta = json.loads(pq.ParquetFile(out).metadata.metadata[FEATURES_METADATA_KEY])
     assert meta["normalization"]["method"] == "minmax"
     assert meta["normalization"]["shift"] == [0.0, 0.0, 0.0, 0.0]
     assert meta["normalization"]["scale"] == pytest.approx([1.0, 2.0, 1.0, 3.0])

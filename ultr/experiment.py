@@ -35,11 +35,12 @@ from ultr.models.ranker import IdRanker, MLPRanker
 from ultr.paths import resolve
 from ultr.report import plot_learning_curves, plot_propensity, propensity_table, results_table
 from ultr.train.checkpoint import save_state
+from ultr.timing import Stages
 from ultr.train.distributed import initialize as initialize_distributed
 from ultr.train.loop import FitResult, fit, read_propensity, score_lists, tail_average_curve
 from ultr.train.state import make_optimizer
 from ultr.train.steps import CLICK_METHODS, KNOWN_PROPENSITY, METHODS, Steps, make_steps, trains_on_lists
-from ultr.workflows import etl_config, ingest, simulate_on
+from ultr.workflows import etl_config, ingest, letor_splits, simulate_on
 
 
 @dataclass
@@ -244,22 +245,32 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
     true_curve = None
     data_dir = run_dir
     cached = False
+    stages = Stages()
+    progress = bool(cfg["trainer"].get("progress", True))
     if cfg.get("clicks"):
-        features = ingest(cfg["data"], run_dir)
+        with stages("ingest"):
+            features = ingest(cfg["data"], run_dir, seed=int(cfg["seed"]), cache=cfg.get("cache"), progress=progress)
         clicks_path = resolve(cfg["clicks"])
         sidecar_path = clicks_path.parent / "propensities.json"
         sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.exists() else {}
-        stats = run_etl(clicks_path, run_dir / "features.parquet", run_dir, etl_config(cfg["etl"]))
+        with stages("etl"):
+            stats = run_etl(clicks_path, run_dir / "features.parquet", run_dir, etl_config(cfg["etl"]), progress=progress)
     else:
         def build(out: Path) -> None:
-            simulate_on(ingest(cfg["data"], out), cfg, out)
-            run_etl(out / "clicks.parquet", out / "features.parquet", out, etl_config(cfg["etl"]))
+            with stages("ingest"):
+                table = ingest(cfg["data"], out, seed=int(cfg["seed"]), cache=cfg.get("cache"), progress=progress)
+            with stages("simulate"):
+                simulate_on(table, cfg, out, progress=progress)
+            del table
+            with stages("etl"):
+                run_etl(out / "clicks.parquet", out / "features.parquet", out, etl_config(cfg["etl"]), progress=progress)
 
         if cfg.get("cache", {}).get("enabled", True):
-            data_dir, cached = cached_dir(cfg, build)
+            data_dir, cached = cached_dir(cfg, build, letor_splits(cfg["data"]).values())
         else:
             build(run_dir)
-        features = read_features(data_dir / "features.parquet")
+        with stages("read_features", cached=cached):
+            features = read_features(data_dir / "features.parquet")
         sidecar = json.loads((data_dir / "propensities.json").read_text())
         stats = json.loads((data_dir / "stats.json").read_text())
     true_curve = sidecar.get("relative")
@@ -299,13 +310,15 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
             per_query.append(pq.read_table(run_dir / "methods" / f"{method}.per_query.parquet"))
             continue
         known = known_inputs(method, cfg, features, sessions, true_curve, sidecar)
-        trained, selection = train_selected(method, cfg, features, features_dev, sessions, train_lists, vali, writer=writer,
-                                            known=known, checkpoint_dir=run_dir / "checkpoints" / f"{method}-train")
+        with stages(f"train:{method}"):
+            trained, selection = train_selected(method, cfg, features, features_dev, sessions, train_lists, vali, writer=writer,
+                                                known=known, checkpoint_dir=run_dir / "checkpoints" / f"{method}-train")
         f = trained.fit
         if f.resumed_from_step is not None:
             resumed[method] = f.resumed_from_step
-        scores = score_lists(trained.steps, f.best_state.ranker, test, features_dev)
-        test_means, test_per, valid = evaluate_scores(scores, test.label, test.mask, max_label)
+        with stages(f"evaluate:{method}", documents=int(test.mask.sum())):
+            scores = score_lists(trained.steps, f.best_state.ranker, test, features_dev)
+            test_means, test_per, valid = evaluate_scores(scores, test.label, test.mask, max_label)
         entry: dict[str, Any] = {
             "test": {k: test_means[k] for k in ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "err@10", "mrr", "map")},
             "vali": {"ndcg@10": f.best_vali},
@@ -359,7 +372,7 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
     out = {
         "methods": results,
         "config": dict(cfg),
-        "timing": {k: round(v, 2) for k, v in timing.items()},
+        "timing": {**{k: round(v, 2) for k, v in timing.items()}, "stages": stages.record},
         "data": {"sessions": stats["sessions"], "impressions": stats["impressions"], "clicks": stats["clicks"],
                  "zero_click_sessions": stats["zero_click_sessions"], "dropped_sessions": stats["dropped_sessions"],
                  "position_spread": stats.get("position_spread")},

@@ -7,10 +7,14 @@ and notebooks run the same code without Hydra.
 from __future__ import annotations
 
 import glob
+import json
 import sys
 from pathlib import Path
 from typing import Any, Mapping
 
+from tqdm import tqdm
+
+from ultr.cache import cached_features, link_or_copy
 from ultr.data.etl import EtlConfig, print_stats, run_etl
 from ultr.data.io import write_json
 from ultr.data.readers import ReaderPolicy, convert_log
@@ -22,36 +26,69 @@ from ultr.simulation.simulate import run_simulation
 
 
 def letor_splits(data: Mapping[str, Any]) -> dict[str, Path]:
-    """Paths of the configured LETOR fold: `root/Fold{fold}/{split}.txt[.gz]`."""
+    """Paths of the configured LETOR splits: `root/Fold{fold}/{split}.txt[.gz]`, or `data.files`
+    (split -> path under root, `{fold}` filled in) for datasets laid out otherwise. With
+    `data.vali_fraction` the vali split comes from train, so no vali file is read."""
     root = resolve(data["root"])
-    fold_dir = root / f"Fold{data['fold']}" if data.get("fold") is not None else root
+    fold = data.get("fold")
+    files = dict(data.get("files") or {})
+    held_out = float(data.get("vali_fraction") or 0) > 0
     out = {}
     for split in data.get("splits", ["train", "vali", "test"]):
-        for name in (f"{split}.txt.gz", f"{split}.txt"):
-            if (fold_dir / name).exists():
-                out[split] = fold_dir / name
-                break
-        else:
-            raise DataError(f"{fold_dir}: no {split}.txt or {split}.txt.gz; set data.root to a LETOR fold directory")
+        if split == "vali" and held_out:
+            continue
+        pattern = files.get(split) or (f"Fold{fold}/{split}.txt" if fold is not None else f"{split}.txt")
+        base = root / str(pattern).format(fold=fold)
+        tried = [base] if base.suffix == ".gz" else [base, base.with_name(base.name + ".gz")]
+        found = next((p for p in tried if p.exists()), None)
+        if found is None:
+            raise DataError(f"{tried[0]}: no such file (nor .gz) for the {split} split; set data.root to the dataset "
+                            "as it ships (or data.files.<split>), or data.vali_fraction for a fold without vali")
+        out[split] = found
     return out
 
 
-def ingest(data: Mapping[str, Any], run_dir: str | Path) -> FeatureTable:
-    """Write `run_dir/features.parquet` from the configured LETOR fold and read it back."""
-    out = Path(run_dir) / "features.parquet"
-    stats = ingest_letor(
-        letor_splits(data),
-        out,
-        num_features=data.get("num_features"),
-        normalization=data.get("normalization", "none"),
-        log1p=bool(data.get("log1p", False)),
-        drop_eval_queries_without_relevant=bool(data.get("drop_eval_queries_without_relevant", False)),
-    )
-    for split, s in stats["splits"].items():
-        note = f", {s['queries_without_relevant']} without a relevant document" + (
-            f" ({s['queries_dropped_without_relevant']} dropped)" if s["queries_dropped_without_relevant"] else ""
+def _ingest_stats_line(split: str, s: Mapping[str, Any]) -> str:
+    note = f", {s['queries_without_relevant']} without a relevant document" + (
+        f" ({s['queries_dropped_without_relevant']} dropped)" if s["queries_dropped_without_relevant"] else "")
+    return f"ingest {split}: {s['queries']} queries, {s['documents']} documents{note}"
+
+
+def build_features(data: Mapping[str, Any], out: Path, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Ingest the configured fold into `out` (a features table), with a progress bar over the text."""
+    splits = letor_splits(data)
+    total = sum(p.stat().st_size for p in splits.values()) if all(p.suffix != ".gz" for p in splits.values()) else None
+    with tqdm(total=total, unit="B", unit_scale=True, desc="ingest", disable=not progress, file=sys.stderr,
+              mininterval=1.0, dynamic_ncols=True) as bar:
+        return ingest_letor(
+            splits, out,
+            num_features=data.get("num_features"),
+            normalization=data.get("normalization", "none"),
+            log1p=bool(data.get("log1p", False)),
+            drop_eval_queries_without_relevant=bool(data.get("drop_eval_queries_without_relevant", False)),
+            sparse=data.get("sparse", "auto"),
+            vali_fraction=float(data.get("vali_fraction") or 0),
+            seed=seed,
+            on_bytes=bar.update,
         )
-        print(f"ingest {split}: {s['queries']} queries, {s['documents']} documents{note}", file=sys.stderr)
+
+
+def ingest(data: Mapping[str, Any], run_dir: str | Path, *, seed: int = 0, cache: Mapping[str, Any] | None = None,
+           progress: bool = True) -> FeatureTable:
+    """`run_dir/features.parquet` from the configured LETOR fold, read back. With `cache` enabled
+    the table is built once per (data settings, input files) and linked into run_dir."""
+    out = Path(run_dir) / "features.parquet"
+    if cache is not None and cache.get("enabled", True):
+        splits = letor_splits(data)
+        entry, hit = cached_features(data, seed, cache, splits.values(), lambda tmp: write_json(
+            build_features(data, tmp / "features.parquet", seed, progress), tmp / "ingest.json"))
+        stats = json.loads((entry / "ingest.json").read_text())
+        link_or_copy(entry / "features.parquet", out)
+        print(f"ingest: {'cached' if hit else 'built'} {entry / 'features.parquet'}", file=sys.stderr)
+    else:
+        stats = build_features(data, out, seed, progress)
+    for split, s in stats["splits"].items():
+        print(_ingest_stats_line(split, s), file=sys.stderr)
     return read_features(out)
 
 
@@ -63,20 +100,24 @@ def click_model_from_config(cm: Mapping[str, Any], features: FeatureTable):
 
 def simulate(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """LETOR fold -> features.parquet -> clicks.parquet + propensities.json + simulation.json."""
-    return simulate_on(ingest(cfg["data"], run_dir), cfg, run_dir)
+    return simulate_on(ingest(cfg["data"], run_dir, seed=int(cfg["seed"])), cfg, run_dir)
 
 
-def simulate_on(features: FeatureTable, cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
+def simulate_on(features: FeatureTable, cfg: Mapping[str, Any], run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
     """Simulate clicks on an ingested features table (see `simulate`)."""
     run_dir = Path(run_dir)
     model = click_model_from_config(cfg["click_model"], features)
     sim = cfg["simulation"]
-    summary = run_simulation(
-        features, model, run_dir,
-        sessions=int(sim["sessions"]), list_size=int(sim["list_size"]), seed=int(cfg["seed"]),
-        policy_fraction=float(sim["policy_fraction"]), policy_min_queries=int(sim["policy_min_queries"]),
-        config=dict(cfg), logging_policies=int(sim.get("logging_policies", 1)),
-    )
+    with tqdm(total=int(sim["sessions"]), unit="session", unit_scale=True, desc="simulate", file=sys.stderr,
+              disable=not progress, mininterval=1.0, dynamic_ncols=True) as bar:
+        summary = run_simulation(
+            features, model, run_dir,
+            sessions=int(sim["sessions"]), list_size=int(sim["list_size"]), seed=int(cfg["seed"]),
+            policy_fraction=float(sim["policy_fraction"]), policy_min_queries=int(sim["policy_min_queries"]),
+            config=dict(cfg), logging_policies=int(sim.get("logging_policies", 1)),
+            logging=str(sim.get("logging", "deterministic")), temperature=float(sim.get("temperature", 1.0)),
+            progress=bar.update,
+        )
     print(
         f"simulated {summary['sessions']} sessions, {summary['impressions']} impressions, "
         f"{summary['clicks']} clicks in {summary['seconds_simulate']}s -> {run_dir / 'clicks.parquet'}",

@@ -3,14 +3,16 @@ Polars frames in the one click-log schema, plus the writer the simulator uses.""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from ultr.data.io import write_parquet
+from ultr.data.io import atomic_path
 from ultr.data.schema import CLICK_LOG_COLUMNS, CLICK_LOG_SCHEMA
 from ultr.errors import DataError
 
@@ -46,29 +48,34 @@ def scan_click_log(path: str | Path, columns: Mapping[str, str] | None = None) -
     return lf.with_row_index(ROW)
 
 
-def write_click_log(
-    path: str | Path,
-    session_id: np.ndarray,
-    query_ids: np.ndarray,
-    query_index: np.ndarray,
-    doc_ids: np.ndarray,
-    doc_index: np.ndarray,
-    position: np.ndarray,
-    click: np.ndarray,
-) -> None:
-    """Write impressions given as integer codes into string vocabularies (no per-row Python work)."""
+@dataclass
+class ClickLogBlock:
+    """Impressions as integer codes: rows of the query and document vocabularies."""
 
-    def decode(vocab: np.ndarray, codes: np.ndarray) -> pa.Array:
-        return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(vocab.tolist(), pa.string())).dictionary_decode()
+    session_id: np.ndarray
+    query_index: np.ndarray
+    doc_index: np.ndarray
+    position: np.ndarray
+    click: np.ndarray
 
-    table = pa.table(
-        {
-            "session_id": pa.array(session_id, pa.int64()),
-            "query_id": decode(query_ids, query_index),
-            "doc_id": decode(doc_ids, doc_index),
-            "position": pa.array(position, pa.int16()),
-            "click": pa.array(click, pa.int8()),
-        },
-        schema=CLICK_LOG_SCHEMA,
-    )
-    write_parquet(table, path, row_group_size=1 << 20)
+
+def write_click_log(path: str | Path, query_ids: np.ndarray, doc_ids: np.ndarray, blocks: Iterable[ClickLogBlock]) -> int:
+    """Write impressions block by block into string vocabularies (no per-row Python work; memory
+    is a block plus the vocabularies). Returns the rows written; the file appears when complete."""
+    queries, docs = pa.array(query_ids, pa.string()), pa.array(doc_ids, pa.string())
+
+    def decode(vocab: pa.Array, codes: np.ndarray) -> pa.Array:
+        return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), vocab).dictionary_decode()
+
+    rows = 0
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, CLICK_LOG_SCHEMA) as writer:
+        for b in blocks:
+            writer.write_table(pa.table({
+                "session_id": pa.array(b.session_id, pa.int64()),
+                "query_id": decode(queries, b.query_index),
+                "doc_id": decode(docs, b.doc_index),
+                "position": pa.array(b.position, pa.int16()),
+                "click": pa.array(b.click, pa.int8()),
+            }, schema=CLICK_LOG_SCHEMA), row_group_size=1 << 20)
+            rows += len(b.session_id)
+    return rows

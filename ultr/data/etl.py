@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from ultr.data.clicklog import ROW, scan_click_log
 from ultr.data.io import atomic_dir, write_json, write_parquet
@@ -57,6 +58,7 @@ def run_etl(
     source: str | None = None,
     columns: Mapping[str, str] | None = None,
     doc_vocabulary: str = "features",
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Validate a click log, join document rows, and write `out_dir/sessions/*.parquet` + `stats.json`.
 
@@ -172,10 +174,10 @@ def run_etl(
             # per group of adjacent parts, read through its session-id range, which the Parquet
             # statistics turn into reading just those parts. No repartitioning pass over the log.
             parts = (collect_shard(typed.filter(pl.col("session_id").is_between(lo, hi))) for lo, hi in file_ranges)
-            _write_shards(parts, tmp_sessions, cfg, source, numeric_extras, stats_acc, query_vocab)
+            _write_shards(_bar(parts, len(file_ranges), progress), tmp_sessions, cfg, source, numeric_extras, stats_acc, query_vocab)
         elif n_shards == 1:
             parts = [collect_shard(typed)]
-            _write_shards(parts, tmp_sessions, cfg, source, numeric_extras, stats_acc, query_vocab)
+            _write_shards(_bar(parts, n_shards, progress), tmp_sessions, cfg, source, numeric_extras, stats_acc, query_vocab)
         else:
             staging = out_dir / ".etl-staging"
             shutil.rmtree(staging, ignore_errors=True)
@@ -185,7 +187,7 @@ def run_etl(
                 )
                 shard_dirs = sorted(staging.glob("_shard=*"), key=lambda p: int(p.name.split("=")[1]))
                 parts = (pl.read_parquet(d / "*.parquet") for d in shard_dirs)
-                _write_shards(parts, tmp_sessions, cfg, source, numeric_extras, stats_acc, query_vocab)
+                _write_shards(_bar(parts, n_shards, progress), tmp_sessions, cfg, source, numeric_extras, stats_acc, query_vocab)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
 
@@ -320,6 +322,10 @@ class _Accumulator:
         several = int((self.bottom[seen] > self.top[seen]).sum())
         n = int(seen.sum())
         return {"documents": n, "at_several_positions": several, "share": round(several / max(n, 1), 6)}
+
+
+def _bar(parts, total: int, progress: bool):
+    return tqdm(parts, total=total, unit="shard", desc="etl", disable=not progress, file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
 
 
 def _write_shards(parts, out: Path, cfg: EtlConfig, source: str, extras: list[str], acc: _Accumulator, query_vocab: pl.Series) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -59,3 +61,36 @@ def write_parquet(table: pa.Table, path: str | Path, **kwargs: Any) -> None:
 def write_json(obj: Any, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+@contextmanager
+def write_behind(write: Callable[[Any], None]) -> Iterator[Callable[[Any], None]]:
+    """Yield `put(item)`: `write(item)` runs on a worker thread while the caller prepares the next
+    item (Parquet encoding releases the GIL). One item waits at most, so memory grows by one item;
+    a worker error is raised in the caller at the next put or at the end of the block."""
+    q: queue.Queue = queue.Queue(maxsize=1)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        while (item := q.get()) is not None:
+            if not errors:
+                try:
+                    write(item)
+                except BaseException as e:  # handed to the caller
+                    errors.append(e)
+
+    worker = threading.Thread(target=work, name="ultr-write-behind", daemon=True)
+    worker.start()
+
+    def put(item: Any) -> None:
+        if errors:
+            raise errors[0]
+        q.put(item)
+
+    try:
+        yield put
+    finally:
+        q.put(None)
+        worker.join()
+    if errors:
+        raise errors[0]

@@ -1,29 +1,27 @@
-"""LETOR / SVMlight ingest: `label qid:Q idx:val ... # comment` files into the features table.
+"""LETOR / SVMlight ingest: each split of a fold streamed into one features table.
 
-Dialects covered by one parser: MQ2007/MQ2008 (46 features, `#docid = ...` comments),
-MSLR-WEB10K/30K (136, no comments), Yahoo LTR set 1 (700, sparse ids), Istella(-S) (220).
-Missing feature ids are 0. The width is taken from the data unless configured.
+The text is parsed in bounded pieces (`ultr.data.svmlight`); the train split is held in memory
+(the normalisation is fitted on it, and `vali_fraction` holds some of its queries out), the other
+splits go straight from a piece to a Parquet row group. Peak memory is the train split's dense
+float32 array plus a piece; the table appears only when complete (atomic rename).
 """
 
 from __future__ import annotations
 
-import gzip
 import json
-import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ultr.data.io import write_parquet
+from ultr.data.io import atomic_path, write_behind
 from ultr.data.schema import FEATURES_METADATA_KEY, features_schema
+from ultr.data.svmlight import Piece, iter_svmlight
 from ultr.errors import DataError
-
-_DOCID = re.compile(r"docid\s*=\s*(\S+)")
 
 
 @dataclass
@@ -36,83 +34,20 @@ class ParsedSplit:
     features: np.ndarray  # float32 [N, F]
 
 
-def _open_text(path: Path) -> Iterable[str]:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+def _join(pieces: list[Piece], width: int | None = None) -> Piece:
+    width = width if width is not None else max(p.features.shape[1] for p in pieces)
+    feats = [np.pad(p.features, ((0, 0), (0, width - p.features.shape[1]))) for p in pieces]
+    return Piece(pl.concat([p.meta for p in pieces]), np.concatenate(feats))
 
 
-def parse_svmlight(path: str | Path, num_features: int | None = None) -> ParsedSplit:
-    """Parse one SVMlight file strictly; every malformed line fails with `file:line` and the fix."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    qids: list[str] = []
-    docids: list[str] = []
-    labels: list[int] = []
-    rows: list[int] = []
-    cols: list[int] = []
-    vals: list[float] = []
-    finished: set[str] = set()
-    current: str | None = None
-    in_query = 0
-    try:
-        with _open_text(path) as fh:
-            for lineno, line in enumerate(fh, start=1):
-                body, _, comment = line.partition("#")
-                tokens = body.split()
-                if not tokens:
-                    continue
-                where = f"{path}:{lineno}"
-                try:
-                    label = int(tokens[0])
-                except ValueError:
-                    raise DataError(f"{where}: label {tokens[0]!r} is not an integer; the first token must be the graded label") from None
-                if not -128 <= label <= 127:
-                    raise DataError(f"{where}: label {label} does not fit a graded relevance label (int8)")
-                if len(tokens) < 2 or not tokens[1].startswith("qid:") or len(tokens[1]) == 4:
-                    got = tokens[1] if len(tokens) > 1 else "end of line"
-                    raise DataError(f"{where}: expected 'qid:<id>' as the second token, got {got!r}")
-                qid = tokens[1][4:]
-                if qid != current:
-                    if qid in finished:
-                        raise DataError(
-                            f"{where}: qid {qid} appears again after other queries; "
-                            "SVMlight files must keep each query's rows together (sort the file by qid)"
-                        )
-                    if current is not None:
-                        finished.add(current)
-                    current, in_query = qid, 0
-                row = len(labels)
-                for tok in tokens[2:]:
-                    idx_s, sep, val_s = tok.partition(":")
-                    try:
-                        idx = int(idx_s)
-                        val = float(val_s)
-                    except ValueError:
-                        idx, val = -1, math.nan
-                    if not sep or idx < 1:
-                        raise DataError(f"{where}: bad token {tok!r}; expected '<feature id >= 1>:<value>'")
-                    if not math.isfinite(val):
-                        raise DataError(f"{where}: feature {idx} has non-finite value {val_s!r}; replace it with a finite number")
-                    if num_features is not None and idx > num_features:
-                        raise DataError(f"{where}: feature id {idx} exceeds the configured width {num_features}; raise data.num_features")
-                    rows.append(row)
-                    cols.append(idx - 1)
-                    vals.append(val)
-                m = _DOCID.search(comment)
-                docids.append(m.group(1) if m else f"{qid}-{in_query}")
-                qids.append(qid)
-                labels.append(label)
-                in_query += 1
-    except (EOFError, OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read ({e}); the file is truncated or not text/gzip") from None
-    if not labels:
-        raise DataError(f"{path}: no data lines; expected SVMlight rows 'label qid:Q idx:val ...'")
-    width = num_features if num_features is not None else (max(cols) + 1 if cols else 0)
-    dense = np.zeros((len(labels), width), dtype=np.float32)
-    dense[np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)] = np.asarray(vals, dtype=np.float32)
-    return ParsedSplit(qids, docids, np.asarray(labels, dtype=np.int8), dense)
+def parse_svmlight(path: str | Path, num_features: int | None = None, sparse: object = "auto",
+                   chunk_bytes: int = 64 << 20) -> ParsedSplit:
+    """A whole file in memory (small files, tests); every malformed line fails with `file:line`."""
+    p = _join(list(iter_svmlight(path, num_features, sparse, chunk_bytes)), num_features)
+    return ParsedSplit(p.meta["query_id"].to_list(), p.meta["doc_id"].to_list(), p.meta["label"].to_numpy(), p.features)
+
+
+NORMALIZATIONS = ("none", "minmax", "zscore")
 
 
 @dataclass
@@ -125,17 +60,27 @@ class Normalization:
     scale: list[float] = field(default_factory=list)
 
     @classmethod
-    def fit(cls, x: np.ndarray, method: str, log1p: bool) -> "Normalization":
-        if method not in ("none", "minmax", "zscore"):
+    def fit(cls, x: np.ndarray | list[np.ndarray], method: str, log1p: bool) -> "Normalization":
+        """Statistics over `x`, or over a list of row blocks merged exactly (Chan et al.)."""
+        if method not in NORMALIZATIONS:
             raise DataError(f"normalization {method!r} is unknown; use none, minmax or zscore")
-        x = _signed_log1p(x) if log1p else x
+        blocks = [b for b in (x if isinstance(x, list) else [x]) if len(b)]
+        width = blocks[0].shape[1]
+        n, mean, m2 = 0, np.zeros(width), np.zeros(width)
+        lo, hi = np.full(width, np.inf), np.full(width, -np.inf)
+        for b in blocks:
+            b = _signed_log1p(b) if log1p else b
+            k, bm = len(b), b.mean(axis=0, dtype=np.float64)
+            bm2 = np.square(b - bm.astype(b.dtype), dtype=np.float64).sum(axis=0)
+            delta = bm - mean
+            mean, m2, n = mean + delta * k / (n + k), m2 + bm2 + delta**2 * n * k / (n + k), n + k
+            lo, hi = np.minimum(lo, b.min(axis=0)), np.maximum(hi, b.max(axis=0))
         if method == "minmax":
-            lo, hi = x.min(axis=0), x.max(axis=0)
             shift, scale = lo, hi - lo
         elif method == "zscore":
-            shift, scale = x.mean(axis=0), x.std(axis=0)
+            shift, scale = mean, np.sqrt(m2 / n)
         else:
-            shift, scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
+            shift, scale = np.zeros(width), np.ones(width)
         scale = np.where(scale > 0, scale, 1.0)  # constant features stay finite
         return cls(method, log1p, [float(v) for v in shift], [float(v) for v in scale])
 
@@ -150,6 +95,69 @@ def _signed_log1p(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.log1p(np.abs(x))
 
 
+class SplitStats:
+    """Counts of one split, accumulated piece by piece (pieces hold whole queries)."""
+
+    def __init__(self, path: str):
+        self.d: dict[str, Any] = {"path": path, "queries": 0, "documents": 0, "queries_without_relevant": 0,
+                                  "queries_dropped_without_relevant": 0, "label_counts": {}}
+
+    def add(self, meta: pl.DataFrame) -> None:
+        has_rel = meta.group_by("query_id").agg((pl.col("label") > 0).any().alias("r"))["r"]
+        self.d["queries"] += len(has_rel)
+        self.d["documents"] += meta.height
+        self.d["queries_without_relevant"] += int((~has_rel).sum())
+        for label, count in meta["label"].value_counts().iter_rows():
+            self.d["label_counts"][int(label)] = self.d["label_counts"].get(int(label), 0) + int(count)
+
+
+def held_out_queries(train: list[Piece], fraction: float, seed: int, where: str) -> pl.Series:
+    """A seeded share of the training queries for validation (ULTRA's split for folds without one)."""
+    queries = pl.concat([p.meta["query_id"].unique(maintain_order=True) for p in train])
+    n = int(round(fraction * len(queries)))
+    if not 0 < fraction < 1 or n < 1 or n > len(queries) - 1:
+        raise DataError(f"{where}: data.vali_fraction={fraction} holds out {n} of {len(queries)} training queries, "
+                        "leaving a split empty; use a fraction that keeps at least one query on each side")
+    return queries.gather(np.sort(np.random.default_rng(seed).permutation(len(queries))[:n]))
+
+
+def _with_split(piece: Piece, name: str, held: pl.Series | None) -> Piece:
+    split = pl.lit(name) if held is None else pl.when(pl.col("query_id").is_in(held)).then(pl.lit("vali")).otherwise(pl.lit(name))
+    return Piece(piece.meta.with_columns(split.alias("split")), piece.features)
+
+
+def _piece_table(piece: Piece, norm: "Normalization", width: int) -> pa.Table:
+    feats = norm.apply(np.pad(piece.features, ((0, 0), (0, width - piece.features.shape[1]))))
+    meta = piece.meta
+    return pa.table({
+        "query_id": meta["query_id"].to_arrow().cast(pa.string()),
+        "doc_id": meta["doc_id"].to_arrow().cast(pa.string()),
+        "label": meta["label"].to_arrow(),
+        "features": pa.FixedSizeListArray.from_arrays(pa.array(feats.reshape(-1), pa.float32()), width),
+        "split": meta["split"].to_arrow().cast(pa.string()),
+    }, schema=features_schema(width))
+
+
+def _drop_without_relevant(piece: Piece) -> tuple[Piece, dict[str, int]]:
+    """Evaluation queries without a relevant document say nothing about a ranking; train keeps them."""
+    drop = piece.meta.select(((pl.col("label") <= 0).all().over("query_id") & (pl.col("split") != "train")).alias("d"))
+    drop = drop.to_series().to_numpy()
+    dropped = piece.meta.filter(pl.Series(drop)).group_by("split").agg(pl.col("query_id").n_unique())
+    return piece.take(~drop), dict(dropped.iter_rows())
+
+
+def _write_piece(piece: Piece, put: Callable[[pa.Table], None], split_stats: dict[str, SplitStats],
+                 norm: "Normalization", width: int, drop_without_relevant: bool) -> None:
+    for (split,), part in piece.meta.group_by("split", maintain_order=True):
+        split_stats[split].add(part)
+    if drop_without_relevant:
+        piece, dropped = _drop_without_relevant(piece)
+        for split, n in dropped.items():
+            split_stats[split].d["queries_dropped_without_relevant"] += n
+    if len(piece):
+        put(_piece_table(piece, norm, width))
+
+
 def ingest_letor(
     splits: dict[str, str | Path],
     out_path: str | Path,
@@ -158,52 +166,50 @@ def ingest_letor(
     normalization: str = "none",
     log1p: bool = False,
     drop_eval_queries_without_relevant: bool = False,
+    sparse: object = "auto",
+    vali_fraction: float = 0.0,
+    seed: int = 0,
+    chunk_bytes: int = 64 << 20,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Parse each split, normalise with train statistics, write one features table; return its stats."""
-    parsed = {name: parse_svmlight(p, num_features) for name, p in splits.items()}
-    width = num_features or max(s.features.shape[1] for s in parsed.values())
-    for s in parsed.values():  # splits may see different max feature ids; missing ids are 0
-        if s.features.shape[1] < width:
-            s.features = np.pad(s.features, ((0, 0), (0, width - s.features.shape[1])))
-    fit_on = parsed.get("train") or next(iter(parsed.values()))
-    norm = Normalization.fit(fit_on.features, normalization, log1p)
+    """Parse each split, normalise with train statistics, stream one features table; return its stats.
+
+    Without `num_features` the width comes from the data, so every split is parsed before writing
+    (small datasets); the presets of the large ones set it, and only the train split is held."""
+    if normalization not in NORMALIZATIONS:
+        raise DataError(f"normalization {normalization!r} is unknown; use none, minmax or zscore")
+    names = list(splits)
+    fit_name = "train" if "train" in splits else names[0]
+    read = lambda name: iter_svmlight(splits[name], num_features, sparse, chunk_bytes, on_bytes)  # noqa: E731
+    held_pieces = {name: list(read(name)) for name in names if name == fit_name or num_features is None}
+    width = num_features or max(p.features.shape[1] for ps in held_pieces.values() for p in ps)
+    held = None
+    if vali_fraction:
+        if "vali" in splits:
+            raise DataError(f"{splits['vali']}: data.vali_fraction={vali_fraction} holds validation queries out of train, "
+                            "but the fold has a vali split too; set data.vali_fraction=0 or leave vali out of data.splits")
+        held = held_out_queries(held_pieces[fit_name], vali_fraction, seed, str(splits[fit_name]))
+    train_rows = [p.features if held is None else p.features[~p.meta["query_id"].is_in(held).to_numpy()]
+                  for p in held_pieces[fit_name]]
+    norm = Normalization.fit(train_rows, normalization, log1p)
+    del train_rows
 
     stats: dict[str, Any] = {"num_features": width, "splits": {}}
-    tables = []
-    for name, s in parsed.items():
-        qids = np.asarray(s.query_ids)
-        uq, inv = np.unique(qids, return_inverse=True)
-        has_rel = np.zeros(len(uq), dtype=bool)
-        np.logical_or.at(has_rel, inv, s.labels > 0)
-        keep = np.ones(len(qids), dtype=bool)
-        dropped = 0
-        if drop_eval_queries_without_relevant and name != "train":
-            keep = has_rel[inv]
-            dropped = int((~has_rel).sum())
-        stats["splits"][name] = {
-            "path": str(splits[name]),
-            "queries": int(len(uq)),
-            "documents": int(len(qids)),
-            "queries_without_relevant": int((~has_rel).sum()),
-            "queries_dropped_without_relevant": dropped,
-            "label_counts": {int(k): int(v) for k, v in zip(*np.unique(s.labels, return_counts=True))},
-        }
-        feats = norm.apply(s.features[keep])
-        tables.append(
-            pa.table(
-                {
-                    "query_id": pa.array(qids[keep].tolist(), pa.string()),
-                    "doc_id": pa.array(np.asarray(s.doc_ids)[keep].tolist(), pa.string()),
-                    "label": pa.array(s.labels[keep], pa.int8()),
-                    "features": pa.FixedSizeListArray.from_arrays(pa.array(feats.reshape(-1), pa.float32()), width),
-                    "split": pa.array([name] * int(keep.sum()), pa.string()),
-                },
-                schema=features_schema(width),
-            )
-        )
-    meta = {"num_features": width, "normalization": norm.__dict__, "stats": stats}
-    table = pa.concat_tables(tables).replace_schema_metadata({FEATURES_METADATA_KEY: json.dumps(meta).encode()})
-    write_parquet(table, out_path)
+    split_stats = {name: SplitStats(str(splits[name])) for name in names}
+    if held is not None:
+        split_stats["vali"] = SplitStats(str(splits[fit_name]))
+        split_stats = {n: split_stats[n] for n in dict.fromkeys([fit_name, "vali", *names])}
+        stats["held_out"] = {"split": "vali", "from": fit_name, "fraction": vali_fraction, "seed": seed, "queries": len(held)}
+    with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, features_schema(width), use_dictionary=["query_id", "split"]) as writer:
+        with write_behind(writer.write_table) as put:
+            for name in names:
+                pieces = held_pieces.pop(name) if name in held_pieces else read(name)
+                for piece in pieces:
+                    _write_piece(_with_split(piece, name, held if name == fit_name else None), put, split_stats,
+                                 norm, width, drop_eval_queries_without_relevant)
+        stats["splits"] = {name: s.d for name, s in split_stats.items()}
+        meta = {"num_features": width, "normalization": norm.__dict__, "stats": stats}
+        writer.add_key_value_metadata({FEATURES_METADATA_KEY: json.dumps(meta).encode()})
     return stats
 
 
@@ -230,29 +236,48 @@ class FeatureTable:
         return idx
 
 
+def _table_meta(path: Path, schema: pa.Schema) -> dict[str, Any] | None:
+    """The ingest metadata: in the file's key-value metadata (streamed tables) or the schema's."""
+    raw = (pq.ParquetFile(path).metadata.metadata or {}).get(FEATURES_METADATA_KEY) or (schema.metadata or {}).get(FEATURES_METADATA_KEY)
+    return json.loads(raw) if raw else None
+
+
 def read_features(path: str | Path) -> FeatureTable:
+    """Read row group by row group into one preallocated float32 array (peak: the array plus a
+    row group); query and split ids share their string objects (dictionary-decoded)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: features table not found; run `python -m pipelines.simulate` or ingest a LETOR dataset first")
-    table = pq.read_table(path)
+    pf = pq.ParquetFile(path)
+    schema = pf.schema_arrow
     for col in ("query_id", "doc_id", "label", "features", "split"):
-        if col not in table.column_names:
+        if col not in schema.names:
             raise DataError(f"{path}: column {col!r} missing; not a features table written by ultr")
-    ftype = table.schema.field("features").type
+    ftype = schema.field("features").type
     if not pa.types.is_fixed_size_list(ftype):
         raise DataError(f"{path}: column 'features' must be a fixed-size list<float32>, got {ftype}")
     width = ftype.list_size
-    raw_meta = (table.schema.metadata or {}).get(FEATURES_METADATA_KEY)
-    meta = json.loads(raw_meta) if raw_meta else {"num_features": width}
-    feats = table.column("features").combine_chunks().flatten().to_numpy().reshape(-1, width).astype(np.float32, copy=False)
-    labels = table.column("label").to_numpy(zero_copy_only=False)
-    labels = np.where(np.isnan(labels.astype(float)), -1, labels).astype(np.int8) if labels.dtype.kind == "f" else labels.astype(np.int8)
+    meta = _table_meta(path, schema) or {"num_features": width}
+    feats = np.empty((pf.metadata.num_rows, width), dtype=np.float32)
+    at = 0
+    for batch in pf.iter_batches(columns=["features"], batch_size=1 << 16):
+        block = batch.column(0).flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+        feats[at:at + len(block)] = block
+        at += len(block)
+    table = pq.read_table(path, columns=["query_id", "doc_id", "label", "split"])
+    labels = table.column("label").fill_null(-1).to_numpy().astype(np.int8)
     return FeatureTable(
-        query_ids=np.asarray(table.column("query_id").to_pylist(), dtype=object),
-        doc_ids=np.asarray(table.column("doc_id").to_pylist(), dtype=object),
+        query_ids=_shared_strings(table.column("query_id")),
+        doc_ids=table.column("doc_id").to_numpy(),
         labels=labels,
         features=feats,
-        splits=np.asarray(table.column("split").to_pylist(), dtype=object),
+        splits=_shared_strings(table.column("split")),
         meta=meta,
         path=str(path),
     )
+
+
+def _shared_strings(column: pa.ChunkedArray) -> np.ndarray:
+    """Object array whose repeated values are one Python string each (8 bytes a row, not ~60)."""
+    encoded = column.combine_chunks().dictionary_encode()
+    return encoded.dictionary.to_numpy(zero_copy_only=False)[encoded.indices.to_numpy()]

@@ -1,5 +1,7 @@
-"""The logging policy of the standard protocol: a linear ranker fitted on a small random share of
-training queries (Joachims et al. 2017; Ai et al. 2018), whose top-K lists are what users see."""
+"""Logging policies: a linear ranker fitted on a small random share of training queries (Joachims
+et al. 2017; Ai et al. 2018) whose top-K is what users see (deterministic, the standard protocol),
+or a Plackett-Luce sample from the same ranker's scores per session (stochastic; the setting of
+Oosterhuis's doubly-robust experiments), under which a document appears at several positions."""
 
 from __future__ import annotations
 
@@ -45,19 +47,91 @@ def fit_linear_policy(
     return LinearPolicy(weights=w, bias=float(ym - xm @ w), train_queries=[str(q) for q in chosen])
 
 
-def top_k_lists(query_ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sort each query's documents by score (ties by row order) and keep the top k.
+@dataclass
+class Candidates:
+    """Every query's documents in policy order, flat: query q holds slots starts[q]..+lengths[q]."""
 
-    Returns (query ids in order [Q], doc rows [Q, k] with -1 padding, mask [Q, k]).
-    Vectorised: one lexsort, no loop over queries.
-    """
+    query_ids: np.ndarray  # [Q]
+    rows: np.ndarray  # int64 [D]: features-table rows (positions in the given arrays), sorted
+    scores: np.ndarray  # float64 [D]
+    starts: np.ndarray  # int64 [Q]
+    lengths: np.ndarray  # int64 [Q]
+
+    def top_k(self, k: int) -> np.ndarray:
+        """Rows [Q, k] of each query's k best documents, -1 past the end of short lists."""
+        slot = np.arange(k)
+        flat = np.minimum(self.starts[:, None] + slot, len(self.rows) - 1)
+        return np.where(slot < self.lengths[:, None], self.rows[flat], -1).astype(np.int32)
+
+
+def rank_candidates(query_ids: np.ndarray, scores: np.ndarray) -> Candidates:
+    """Sort each query's documents by score (ties by row order). One lexsort, no loop over queries."""
     uq, qidx = np.unique(query_ids, return_inverse=True)
     rows = np.arange(len(query_ids))
     order = np.lexsort((rows, -scores, qidx))
-    q_sorted = qidx[order]
-    starts = np.searchsorted(q_sorted, np.arange(len(uq)))
-    rank = np.arange(len(order)) - starts[q_sorted]
-    keep = rank < k
-    docs = np.full((len(uq), k), -1, dtype=np.int32)
-    docs[q_sorted[keep], rank[keep]] = order[keep]
-    return uq, docs, docs >= 0
+    starts = np.searchsorted(qidx[order], np.arange(len(uq)))
+    lengths = np.diff(np.append(starts, len(order)))
+    return Candidates(uq, order, scores[order].astype(np.float64), starts, lengths)
+
+
+def top_k_lists(query_ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The top k of each query's ranking: (query ids [Q], doc rows [Q, k] with -1 padding, mask [Q, k])."""
+    c = rank_candidates(query_ids, scores)
+    docs = c.top_k(k)
+    return c.query_ids, docs, docs >= 0
+
+
+class PlackettLuce:
+    """Sampling top-k lists without replacement from softmax(score / (temperature * std(score))).
+
+    Scores are standardised over all candidates, so the temperature is scale-free: near 0 the
+    policy approaches the deterministic ranking, large values approach a uniform shuffle. Exact
+    and vectorised over sessions: position j draws u in the mass left after the j-1 chosen
+    documents, steps it past them in CDF order, and inverts the query's cumulative weights."""
+
+    def __init__(self, c: Candidates, temperature: float):
+        if not temperature > 0:
+            raise ValueError(f"simulation.temperature={temperature} must be > 0")
+        std = c.scores.std() or 1.0
+        logits = c.scores / (temperature * std)
+        self.c = c
+        # Per-query max first (the lists are sorted): weights in (0, 1], no overflow.
+        self.w = np.exp(logits - np.repeat(logits[c.starts], c.lengths))
+        self.cum = np.cumsum(self.w)
+
+    def sample(self, q: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+        """Feature rows [n, k] (-1 past the end of short lists) for sessions of queries `q`."""
+        c, w, cum = self.c, self.w, self.cum
+        start, length = c.starts[q], c.lengths[q]
+        base = cum[start] - w[start]
+        left = total = cum[start + length - 1] - base
+        chosen = np.full((len(q), k), len(w), dtype=np.int64)  # len(w) = none (sorts last)
+        for pos in range(k):
+            exhausted = left <= 1e-12 * total  # the rest underflowed: no draw can tell the items apart
+            u = rng.random(len(q)) * left
+            for c_j in np.sort(chosen[:, :pos], axis=1).T:  # step past chosen items in CDF order
+                hit = c_j < len(w)
+                cj = np.where(hit, c_j, 0)
+                u = np.where(hit & (u >= cum[cj] - w[cj] - base), u + w[cj], u)
+            idx = np.clip(np.searchsorted(cum, base + u, side="right"), start, start + length - 1)
+            live = length > pos
+            idx = self._unchosen(idx, chosen[:, :pos], start, live, exhausted)
+            chosen[live, pos] = idx[live]
+            left = left - np.where(live, w[idx], 0.0)
+        return np.where(chosen < len(w), c.rows[np.minimum(chosen, len(w) - 1)], -1).astype(np.int32)
+
+    @staticmethod
+    def _unchosen(idx: np.ndarray, chosen: np.ndarray, start: np.ndarray, live: np.ndarray, exhausted: np.ndarray) -> np.ndarray:
+        """Where the remaining mass is below float64 resolution (very low temperatures: the
+        weights left underflow, or sit under ~1e-9 of the cumulative sum) a draw can land on a
+        chosen item or on no mass at all; take the best unchosen item instead, so the order
+        falls back to the deterministic ranking, which such a policy approaches anyway."""
+        dup = ((chosen == idx[:, None]).any(axis=1) | exhausted) & live
+        if not dup.any():
+            return idx
+        first_free = np.zeros(int(dup.sum()), dtype=np.int64)
+        for offset in np.sort(chosen[dup] - start[dup, None], axis=1).T:
+            first_free = np.where(offset == first_free, first_free + 1, first_free)
+        idx = idx.copy()
+        idx[dup] = start[dup] + first_free
+        return idx

@@ -6,24 +6,34 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from ultr.data.clicklog import write_click_log
+from ultr.data.clicklog import ClickLogBlock, write_click_log
 from ultr.data.io import write_json
 from ultr.data.letor import FeatureTable
 from ultr.simulation.click_models import ClickModel
-from ultr.simulation.logging_policy import fit_linear_policy, top_k_lists
+from ultr.errors import DataError
+from ultr.simulation.logging_policy import PlackettLuce, fit_linear_policy, rank_candidates
 
 
 @dataclass
 class SimulatedLog:
     query_ids: np.ndarray  # object [L]: the query of each displayed list
-    displayed: np.ndarray  # int32 [L, K]: features-table rows shown, -1 = padding (L = policies x queries)
+    displayed: np.ndarray  # int32 [L, K]: each list's policy top-K, -1 = padding (L = policies x queries)
     session_query: np.ndarray  # int64 [N]: index into query_ids per session
     clicks: np.ndarray  # int8 [N, K]
     policy_queries: list[str]
+    shown: np.ndarray | None = None  # int32 [N, K]: each session's own list under a stochastic policy
+
+    def session_lists(self, rows: slice = slice(None)) -> np.ndarray:
+        """Features-table rows [n, K] that sessions `rows` saw (-1 = padding)."""
+        return self.shown[rows] if self.shown is not None else self.displayed[self.session_query[rows]]
+
+
+LOGGING = ("deterministic", "plackett_luce")
+CHUNK_SESSIONS = 1 << 20  # sessions per block: bounds memory whatever simulation.sessions is
 
 
 def simulate_sessions(
@@ -37,37 +47,64 @@ def simulate_sessions(
     policy_min_queries: int = 5,
     logging_policies: int = 1,
     split: str = "train",
+    logging: str = "deterministic",
+    temperature: float = 1.0,
+    progress: Callable[[int], None] | None = None,
 ) -> SimulatedLog:
-    """Vectorised over sessions and positions; the same seed gives the same log.
+    """Vectorised over sessions and positions, in blocks of CHUNK_SESSIONS; the same seed gives
+    the same log. `progress(n)` is told each block's session count.
 
     `logging_policies > 1` fits that many policies on different random query subsets and lets each
     session draw one: the same document then appears at different positions across sessions, the
     natural interventions that harvesting estimators need (Agarwal et al. 2019). The standard
-    protocol is one policy.
-    """
+    protocol is one deterministic policy; `logging="plackett_luce"` samples each session's list
+    from the policy's scores instead (see PlackettLuce)."""
+    if logging not in LOGGING:
+        raise DataError(f"simulation.logging={logging!r} is unknown; use one of {list(LOGGING)}")
     # Separate streams for the policy and the clicks, so changing `sessions` keeps the policy.
     policy_rng, session_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     rows = features.rows(split)
-    lists = []
+    lists, samplers = [], []
     policy_queries: list[str] = []
     for _ in range(max(1, logging_policies)):
         policy = fit_linear_policy(
             features.features[rows], features.labels[rows], features.query_ids[rows],
             fraction=policy_fraction, min_queries=policy_min_queries, rng=policy_rng,
         )
-        uq, local, mask = top_k_lists(features.query_ids[rows], policy.score(features.features[rows]), list_size)
-        lists.append(np.where(mask, rows[np.maximum(local, 0)], -1).astype(np.int32))
+        ranked = rank_candidates(features.query_ids[rows], policy.score(features.features[rows]))
+        ranked.rows = rows[ranked.rows]  # table rows from here on
+        uq = ranked.query_ids
+        lists.append(ranked.top_k(list_size))
+        if logging == "plackett_luce":
+            samplers.append(PlackettLuce(ranked, temperature))
         policy_queries += policy.train_queries
     displayed = np.concatenate(lists)  # [P * Q, K]: list i*Q + q is policy i's list for query q
     q = session_rng.integers(0, len(uq), size=sessions)
     if len(lists) > 1:
         q = q + len(uq) * session_rng.integers(0, len(lists), size=sessions)
-    shown = displayed[q]
-    m = shown >= 0
-    labels = np.where(m, features.labels[np.maximum(shown, 0)], 0)
-    positions = np.broadcast_to(np.arange(1, list_size + 1), shown.shape)
-    clicks = click_model.sample(labels, positions, m, session_rng)
-    return SimulatedLog(np.tile(uq, len(lists)), displayed, q, clicks, policy_queries)
+    log = SimulatedLog(np.tile(uq, len(lists)), displayed, q, np.zeros((sessions, list_size), np.int8), policy_queries,
+                       np.full((sessions, list_size), -1, np.int32) if samplers else None)
+    positions = np.arange(1, list_size + 1)
+    for lo in range(0, sessions, CHUNK_SESSIONS):
+        block = slice(lo, min(sessions, lo + CHUNK_SESSIONS))
+        if samplers:
+            _sample_lists(log, samplers, len(uq), block, list_size, session_rng)
+        shown = log.session_lists(block)
+        m = shown >= 0
+        labels = np.where(m, features.labels[np.maximum(shown, 0)], 0)
+        log.clicks[block] = click_model.sample(labels, np.broadcast_to(positions, shown.shape), m, session_rng)
+        if progress is not None:
+            progress(block.stop - block.start)
+    return log
+
+
+def _sample_lists(log: SimulatedLog, samplers: list, num_queries: int, block: slice, k: int, rng: np.random.Generator) -> None:
+    q = log.session_query[block]
+    policy, query = np.divmod(q, num_queries)
+    for i, sampler in enumerate(samplers):
+        sel = policy == i
+        if sel.any():
+            log.shown[block][sel] = sampler.sample(query[sel], k, rng)
 
 
 def randomized_propensity(features: FeatureTable, click_model: ClickModel, *, sessions: int, list_size: int, seed: int,
@@ -91,36 +128,38 @@ def randomized_propensity(features: FeatureTable, click_model: ClickModel, *, se
 
 
 def write_simulated_log(log: SimulatedLog, features: FeatureTable, path: str | Path) -> int:
-    """One row per displayed impression; returns the number of rows written."""
-    shown = log.displayed[log.session_query]
-    m = shown >= 0
-    n, k = shown.shape
-    session_id = np.broadcast_to(np.arange(n, dtype=np.int64)[:, None], (n, k))[m]
-    position = np.broadcast_to(np.arange(1, k + 1, dtype=np.int16), (n, k))[m]
-    query_index = np.broadcast_to(log.session_query[:, None], (n, k))[m]
-    write_click_log(
-        path,
-        session_id=session_id,
-        query_ids=log.query_ids,
-        query_index=query_index,
-        doc_ids=features.doc_ids,
-        doc_index=shown[m],
-        position=position,
-        click=log.clicks[m],
-    )
-    return int(m.sum())
+    """One row per displayed impression, written in blocks of sessions; returns the rows written."""
+    def blocks():
+        n = len(log.session_query)
+        for lo in range(0, n, CHUNK_SESSIONS):
+            block = slice(lo, min(n, lo + CHUNK_SESSIONS))
+            shown = log.session_lists(block)
+            m = shown >= 0
+            b, k = shown.shape
+            yield ClickLogBlock(
+                session_id=np.broadcast_to(np.arange(lo, lo + b, dtype=np.int64)[:, None], (b, k))[m],
+                query_index=np.broadcast_to(log.session_query[block][:, None], (b, k))[m],
+                doc_index=shown[m],
+                position=np.broadcast_to(np.arange(1, k + 1, dtype=np.int16), (b, k))[m],
+                click=log.clicks[block][m],
+            )
+
+    return write_click_log(path, query_ids=log.query_ids, doc_ids=features.doc_ids, blocks=blocks())
 
 
 def true_propensities(click_model: ClickModel, log: SimulatedLog, features: FeatureTable) -> dict[str, Any]:
     """Marginal examination per position over the simulated sessions (for PBM-like models this is
     the model's curve; for cascade-type models it depends on the lists shown), relative to position 1.
     Trust-bias models add the affine (alpha, beta) per position."""
-    shown = log.displayed[log.session_query]
-    mask = shown >= 0
-    k = shown.shape[1]
-    labels = np.where(mask, features.labels[np.maximum(shown, 0)], 0)
-    positions = np.broadcast_to(np.arange(1, k + 1), shown.shape)
-    exam = click_model.examination_probability(labels, positions, mask).sum(axis=0) / np.maximum(mask.sum(axis=0), 1)
+    k = log.clicks.shape[1]
+    exam, shown_at = np.zeros(k), np.zeros(k)
+    for lo in range(0, len(log.session_query), CHUNK_SESSIONS):
+        shown = log.session_lists(slice(lo, lo + CHUNK_SESSIONS))
+        mask = shown >= 0
+        labels = np.where(mask, features.labels[np.maximum(shown, 0)], 0)
+        exam += click_model.examination_probability(labels, np.broadcast_to(np.arange(1, k + 1), shown.shape), mask).sum(axis=0)
+        shown_at += mask.sum(axis=0)
+    exam = exam / np.maximum(shown_at, 1)
     out: dict[str, Any] = {
         "positions": list(range(1, k + 1)),
         "examination": [float(v) for v in exam],
@@ -144,6 +183,9 @@ def run_simulation(
     policy_min_queries: int,
     config: dict[str, Any],
     logging_policies: int = 1,
+    logging: str = "deterministic",
+    temperature: float = 1.0,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Simulate and write `clicks.parquet`, `propensities.json` and `simulation.json` under out_dir."""
     out_dir = Path(out_dir)
@@ -151,6 +193,7 @@ def run_simulation(
     log = simulate_sessions(
         features, click_model, sessions=sessions, list_size=list_size, seed=seed,
         policy_fraction=policy_fraction, policy_min_queries=policy_min_queries, logging_policies=logging_policies,
+        logging=logging, temperature=temperature, progress=progress,
     )
     t_sim = time.perf_counter() - t0
     rows = write_simulated_log(log, features, out_dir / "clicks.parquet")
@@ -163,6 +206,8 @@ def run_simulation(
         "clicks": int(log.clicks.sum()),
         "training_queries": int(len(set(log.query_ids.tolist()))),
         "logging_policies": logging_policies,
+        "logging": logging,
+        **({"temperature": temperature} if logging == "plackett_luce" else {}),
         "policy_queries": log.policy_queries,
         "seconds_simulate": round(t_sim, 3),
         "seconds_total": round(time.perf_counter() - t0, 3),

@@ -133,12 +133,12 @@ def iter_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pl.DataFrame]:
     """Yield frames of (LINE, text) holding whole lines, about `chunk_bytes` of text each."""
     for data, first_line in iter_byte_chunks(path, chunk_bytes, _after_last_newline):
         if data.endswith(b"\n"):
-            yield _frame(data[:-1], path, first_line)
+            yield line_frame(data[:-1], path, first_line)
         elif data.strip():
-            yield _frame(data, path, first_line)
+            yield line_frame(data, path, first_line)
 
 
-def _frame(data: bytes, path: Path, first_line: int) -> pl.DataFrame:
+def line_frame(data: bytes, path: Path, first_line: int) -> pl.DataFrame:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
