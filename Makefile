@@ -27,4 +27,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_train.py
 
 clean:
-	rm -rf outputs multirun benchmarks/_work
+	rm -rf outputs multirun benchmarks/_work .cache

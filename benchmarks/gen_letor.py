@@ -72,8 +72,9 @@ def piece_text(x: np.ndarray, labels: np.ndarray, qids: np.ndarray, density: flo
                rng: np.random.Generator, docids: np.ndarray | None) -> pl.Series:
     """One SVMlight line per row, built column by column in Polars (no Python loop per row)."""
     n, width = x.shape
-    # Half the features are counts (integers, printed without a fraction), half reals.
-    values = np.where(np.arange(width) % 2 == 0, np.floor(np.exp(np.clip(x, -5, 8)) * 3), six_digits(x))
+    # Half the features are counts (integers, printed without a fraction, skewed like term and
+    # link counts but bounded so min-max scaling keeps their spread), half reals.
+    values = np.where(np.arange(width) % 2 == 0, np.floor(np.exp(np.clip(x, -3, 3)) * 3), six_digits(x))
     if density < 1.0:
         values = np.where(rng.random(values.shape) < density, values, 0.0)
     frame = pl.DataFrame({f"f{j}": values[:, j] for j in range(width)})

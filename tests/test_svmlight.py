@@ -160,3 +160,12 @@ def test_sparse_yahoo_style_ids_and_width_from_configuration(tmp_path):
     lines = ["1 qid:7 3:0.5 700:1", "0 qid:7 12:0.25", "2 qid:8 1:1"]
     p = parse_svmlight(write_letor(tmp_path / "set1.train.txt", lines), num_features=700, sparse=True)
     assert p.features.shape == (3, 700) and p.features[0, 699] == 1.0 and p.features[1, 11] == 0.25
+
+
+def test_width_from_the_data_across_pieces(tmp_path):
+    lines = [f"0 qid:{i // 3} {1 + i % 7}:1.5" for i in range(60)]  # pieces see different largest ids
+    p = parse_svmlight(write_letor(tmp_path / "s.txt", lines), chunk_bytes=40)
+    assert p.features.shape == (60, 7) and p.features[59, (59 % 7)] == 1.5 and p.features.sum() == 90
+    out = tmp_path / "f.parquet"
+    ingest_letor({"train": tmp_path / "s.txt"}, out, normalization="zscore", chunk_bytes=40)
+    np.testing.assert_allclose(read_features(out).features.mean(axis=0), 0, atol=1e-6)

@@ -41,6 +41,12 @@ def test_experiment_contract(experiment_run):
     assert len(prop["estimated"]) == len(prop["true"]) == 10 and prop["estimated"][0] == 1.0
     assert "propensity" not in results["methods"]["naive"]
     assert {"config", "timing"} <= results.keys()
+    stages = results["timing"]["stages"]
+    assert {"read_features", "train:dla", "evaluate:dla", "train:oracle"} <= stages.keys()
+    if not results["data_cached"]:
+        assert {"ingest", "simulate", "etl"} <= stages.keys()
+    assert all(v["seconds"] >= 0 and v["peak_rss_mb"] > 0 for v in stages.values())
+    assert stages["evaluate:dla"]["documents"] == 2874  # MQ2008 Fold1's test split, every candidate scored
     for f in ("per_query.parquet", "propensity.json", "propensity.png", "learning_curves.png", "results.md", "stats.json"):
         assert (run_dir / f).exists(), f
     assert any((run_dir / "tensorboard").iterdir())

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ultr.data.letor import FeatureTable
+from ultr.data.letor import FeatureTable, shared_strings
 from ultr.errors import DataError
 
 
@@ -62,7 +62,7 @@ def read_sessions(path: str | Path) -> Sessions:
             raise DataError(f"{files[0]}: column {col!r} missing; not a session table written by ultr")
     return Sessions(
         session_id=table.column("session_id").to_numpy(),
-        query_id=np.asarray(table.column("query_id").to_pylist(), dtype=object),
+        query_id=shared_strings(table.column("query_id")),
         doc_index=_fixed(table.column("doc_index"), np.int32),
         position=_fixed(table.column("position"), np.int16),
         click=_fixed(table.column("click"), np.int8),

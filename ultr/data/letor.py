@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from ultr.data.io import atomic_path, write_behind
 from ultr.data.schema import FEATURES_METADATA_KEY, features_schema
-from ultr.data.svmlight import Piece, iter_svmlight
+from ultr.data.svmlight import Piece, concat, iter_svmlight
 from ultr.errors import DataError
 
 
@@ -34,16 +34,10 @@ class ParsedSplit:
     features: np.ndarray  # float32 [N, F]
 
 
-def _join(pieces: list[Piece], width: int | None = None) -> Piece:
-    width = width if width is not None else max(p.features.shape[1] for p in pieces)
-    feats = [np.pad(p.features, ((0, 0), (0, width - p.features.shape[1]))) for p in pieces]
-    return Piece(pl.concat([p.meta for p in pieces]), np.concatenate(feats))
-
-
 def parse_svmlight(path: str | Path, num_features: int | None = None, sparse: object = "auto",
                    chunk_bytes: int = 64 << 20) -> ParsedSplit:
     """A whole file in memory (small files, tests); every malformed line fails with `file:line`."""
-    p = _join(list(iter_svmlight(path, num_features, sparse, chunk_bytes)), num_features)
+    p = concat(list(iter_svmlight(path, num_features, sparse, chunk_bytes)), num_features)
     return ParsedSplit(p.meta["query_id"].to_list(), p.meta["doc_id"].to_list(), p.meta["label"].to_numpy(), p.features)
 
 
@@ -183,6 +177,7 @@ def ingest_letor(
     read = lambda name: iter_svmlight(splits[name], num_features, sparse, chunk_bytes, on_bytes)  # noqa: E731
     held_pieces = {name: list(read(name)) for name in names if name == fit_name or num_features is None}
     width = num_features or max(p.features.shape[1] for ps in held_pieces.values() for p in ps)
+    held_pieces = {name: [concat([p], width) for p in ps] for name, ps in held_pieces.items()}
     held = None
     if vali_fraction:
         if "vali" in splits:
@@ -267,17 +262,17 @@ def read_features(path: str | Path) -> FeatureTable:
     table = pq.read_table(path, columns=["query_id", "doc_id", "label", "split"])
     labels = table.column("label").fill_null(-1).to_numpy().astype(np.int8)
     return FeatureTable(
-        query_ids=_shared_strings(table.column("query_id")),
+        query_ids=shared_strings(table.column("query_id")),
         doc_ids=table.column("doc_id").to_numpy(),
         labels=labels,
         features=feats,
-        splits=_shared_strings(table.column("split")),
+        splits=shared_strings(table.column("split")),
         meta=meta,
         path=str(path),
     )
 
 
-def _shared_strings(column: pa.ChunkedArray) -> np.ndarray:
+def shared_strings(column: pa.ChunkedArray) -> np.ndarray:
     """Object array whose repeated values are one Python string each (8 bytes a row, not ~60)."""
     encoded = column.combine_chunks().dictionary_encode()
     return encoded.dictionary.to_numpy(zero_copy_only=False)[encoded.indices.to_numpy()]

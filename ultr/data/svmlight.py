@@ -43,6 +43,14 @@ class Piece:
         return Piece(meta, self.features[rows])
 
 
+def concat(pieces: list[Piece], width: int | None = None) -> Piece:
+    """Pieces of one file as one; without a configured width, each piece is as wide as its largest
+    id, so narrower ones are padded with zeros."""
+    width = width if width is not None else max(p.features.shape[1] for p in pieces)
+    feats = [np.pad(p.features, ((0, 0), (0, width - p.features.shape[1]))) for p in pieces]
+    return Piece(pl.concat([p.meta for p in pieces]), np.concatenate(feats))
+
+
 def _sparse_mode(sparse: object) -> str:
     mode = str(sparse).lower() if sparse is not None else "auto"
     if mode not in SPARSE_MODES:
@@ -197,12 +205,12 @@ def parse_dense(data: bytes, first_line: int, width: int) -> Piece | None:
 
 # --- a whole file -------------------------------------------------------------------------------
 
-def _whole_queries(piece: Piece, carry: Piece | None, last: bool) -> tuple[Piece | None, Piece | None]:
+def _whole_queries(piece: Piece, carry: Piece | None) -> tuple[Piece, Piece | None]:
     """Prepend the carried rows; hold back the last query (it may go on in the next piece)."""
     if carry is not None and len(carry):
-        piece = Piece(pl.concat([carry.meta, piece.meta]), np.concatenate([carry.features, piece.features]))
-    if last or len(piece) == 0:
-        return piece, None
+        piece = concat([carry, piece])
+    if len(piece) == 0:
+        return piece, carry
     runs = piece.meta["query_id"].rle_id().to_numpy()
     cut = int(np.searchsorted(runs, runs[-1]))
     return piece.take(slice(0, cut)), piece.take(slice(cut, None))
@@ -250,11 +258,11 @@ def iter_svmlight(path: str | Path, num_features: int | None = None, sparse: obj
         if dense is None:
             dense, width = _detect_dense(_head_lines(data, path, first_line), str(path), width)
         piece = parse_dense(data, first_line, width) if dense and width else None
-        if piece is None:
+        if piece is None:  # not the plain dense layout: every token checked
             lines = line_frame(data[:-1] if data.endswith(b"\n") else data, path, first_line)
             piece = parse_general(lines, str(path), width, bool(dense), limit=num_features, forced=mode == "false")
-        out, carry = _whole_queries(piece, carry, last=False)
-        if out is not None and len(out):
+        out, carry = _whole_queries(piece, carry)
+        if len(out):
             order.check(out.meta)
             total += len(out)
             yield _name_documents(out)

@@ -16,8 +16,14 @@ class LinearPolicy:
     bias: float
     train_queries: list[str]  # the queries it was fitted on, recorded for reproducibility
 
-    def score(self, features: np.ndarray) -> np.ndarray:
-        return features.astype(np.float64) @ self.weights + self.bias
+    def score(self, features: np.ndarray, rows: np.ndarray | None = None, block: int = 1 << 16) -> np.ndarray:
+        """Scores of `features[rows]` (all rows by default), in blocks: float64 copies of a
+        block, never of the whole table."""
+        rows = np.arange(len(features)) if rows is None else rows
+        out = np.empty(len(rows))
+        for lo in range(0, len(rows), block):
+            out[lo : lo + block] = features[rows[lo : lo + block]].astype(np.float64) @ self.weights + self.bias
+        return out
 
 
 def fit_linear_policy(
@@ -29,18 +35,21 @@ def fit_linear_policy(
     min_queries: int = 5,
     ridge: float = 1.0,
     rng: np.random.Generator,
+    rows: np.ndarray | None = None,
 ) -> LinearPolicy:
-    """Ridge regression on the labels of a seeded random `fraction` of queries (at least `min_queries`).
+    """Ridge regression on the labels of a seeded random `fraction` of queries (at least
+    `min_queries`) among `rows` of the arrays (all rows by default).
 
     Closed form, so the policy is exact and deterministic; a weak ranker is the point (it leaves
     bias for the click model to inject and for the learner to undo).
     """
-    uq = np.unique(query_ids)
+    rows = np.arange(len(query_ids)) if rows is None else rows
+    uq = np.unique(query_ids[rows])
     n = min(len(uq), max(min_queries, int(round(fraction * len(uq)))))
     chosen = np.sort(rng.choice(uq, size=n, replace=False))
-    rows = np.isin(query_ids, chosen)
-    x = features[rows].astype(np.float64)
-    y = labels[rows].astype(np.float64)
+    picked = rows[np.isin(query_ids[rows], chosen)]
+    x = features[picked].astype(np.float64)
+    y = labels[picked].astype(np.float64)
     xm, ym = x.mean(axis=0), y.mean()
     xc = x - xm
     w = np.linalg.solve(xc.T @ xc + ridge * np.eye(x.shape[1]), xc.T @ (y - ym))

@@ -68,10 +68,10 @@ def simulate_sessions(
     policy_queries: list[str] = []
     for _ in range(max(1, logging_policies)):
         policy = fit_linear_policy(
-            features.features[rows], features.labels[rows], features.query_ids[rows],
-            fraction=policy_fraction, min_queries=policy_min_queries, rng=policy_rng,
+            features.features, features.labels, features.query_ids,
+            fraction=policy_fraction, min_queries=policy_min_queries, rng=policy_rng, rows=rows,
         )
-        ranked = rank_candidates(features.query_ids[rows], policy.score(features.features[rows]))
+        ranked = rank_candidates(features.query_ids[rows], policy.score(features.features, rows))
         ranked.rows = rows[ranked.rows]  # table rows from here on
         uq = ranked.query_ids
         lists.append(ranked.top_k(list_size))
