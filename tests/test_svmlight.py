@@ -119,20 +119,21 @@ def test_missing_split_names_the_path(tmp_path, tiny_letor):
 
 
 def test_vali_fraction_holds_out_seeded_training_queries(tmp_path):
-    lines = [f"{i % 3} qid:{q} 1:{i}" for q in range(40) for i in range(3)]
+    lines = [f"{i % 3} qid:{q} 1:{q}" for q in range(40) for i in range(3)]
     train = write_letor(tmp_path / "train.txt", lines)
     test = write_letor(tmp_path / "test.txt", lines[:6])
     out = tmp_path / "f.parquet"
-    stats = ingest_letor({"train": train, "test": test}, out, vali_fraction=0.25, seed=3, normalization="minmax")
+    stats = ingest_letor({"train": train, "test": test}, out, vali_fraction=0.25, seed=3, normalization="zscore")
     ft = read_features(out)
     vali_q, train_q = set(ft.query_ids[ft.rows("vali")]), set(ft.query_ids[ft.rows("train")])
     assert len(vali_q) == 10 and len(train_q) == 30 and not vali_q & train_q
     assert stats["held_out"] == {"split": "vali", "from": "train", "fraction": 0.25, "seed": 3, "queries": 10}
     assert stats["splits"]["vali"]["queries"] == 10 and stats["splits"]["train"]["queries"] == 30
-    # the normalisation is fitted on the remaining training queries only
+    # the normalisation is fitted on the remaining training queries only (feature 1 = the qid)
     meta = json.loads(pq.ParquetFile(out).metadata.metadata[FEATURES_METADATA_KEY])
-    train_x = np.array([float(line.split("1:")[1]) for line in lines])
-    assert meta["normalization"]["scale"] == [train_x.max() - train_x.min()]
+    train_x = np.array([float(q) for q in train_q])
+    assert meta["normalization"]["shift"] == pytest.approx([train_x.mean()])
+    assert meta["normalization"]["scale"] == pytest.approx([train_x.std()])
     again = ingest_letor({"train": train, "test": test}, tmp_path / "g.parquet", vali_fraction=0.25, seed=3)
     assert set(read_features(tmp_path / "g.parquet").query_ids[ft.rows("vali")]) == vali_q and again["held_out"]
     other = ingest_letor({"train": train, "test": test}, tmp_path / "h.parquet", vali_fraction=0.25, seed=4)
