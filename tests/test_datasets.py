@@ -16,7 +16,8 @@ from ultr.api import default_config
 from ultr.data.batching import QueryLists
 from ultr.experiment import build_steps
 from ultr.train.loop import score_lists
-from ultr.workflows import ingest
+from ultr.errors import DataError
+from ultr.workflows import ingest, letor_splits
 
 sys.path.insert(0, str(ROOT))
 from benchmarks.gen_letor import generate  # noqa: E402
@@ -52,6 +53,10 @@ def test_presets_ingest_their_shipped_layout(tmp_path, shape, width, sparse):
 def test_mslr10k_preset_and_missing_root():
     cfg = default_config(["data=mslr10k", "data.root=/nowhere"])
     assert cfg["data"]["name"] == "mslr10k" and cfg["data"]["num_features"] == 136 and cfg["data"]["fold"] == 1
+    with pytest.raises(DataError, match=r"/nowhere/Fold1/train.txt: no such file"):
+        letor_splits(cfg["data"])
+    with pytest.raises(DataError, match="data.root is not set; point it at the mslr30k dataset"):
+        letor_splits(default_config(["data=mslr30k"])["data"])
 
 
 def test_features_table_built_once_and_again_when_a_file_changes(tmp_path, tiny_letor):

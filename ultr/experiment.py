@@ -317,7 +317,8 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
         if f.resumed_from_step is not None:
             resumed[method] = f.resumed_from_step
         with stages(f"evaluate:{method}", documents=int(test.mask.sum())):
-            scores = score_lists(trained.steps, f.best_state.ranker, test, features_dev)
+            scores = score_lists(trained.steps, f.best_state.ranker, test, features_dev,
+                                 progress=f"test {method}" if progress else None)
             test_means, test_per, valid = evaluate_scores(scores, test.label, test.mask, max_label)
         entry: dict[str, Any] = {
             "test": {k: test_means[k] for k in ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "err@10", "mrr", "map")},

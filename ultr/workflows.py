@@ -29,6 +29,9 @@ def letor_splits(data: Mapping[str, Any]) -> dict[str, Path]:
     """Paths of the configured LETOR splits: `root/Fold{fold}/{split}.txt[.gz]`, or `data.files`
     (split -> path under root, `{fold}` filled in) for datasets laid out otherwise. With
     `data.vali_fraction` the vali split comes from train, so no vali file is read."""
+    if data.get("root") is None:
+        raise DataError(f"data.root is not set; point it at the {data.get('name', 'LETOR')} dataset as it was unpacked "
+                        "(data.root=/path/to/it)")
     root = resolve(data["root"])
     fold = data.get("fold")
     files = dict(data.get("files") or {})

@@ -55,18 +55,24 @@ def tail_average_curve(history: list[dict[str, Any]], evaluations: int) -> np.nd
     return np.exp(np.mean(np.log(np.asarray(curves, np.float64)), axis=0))
 
 
-def score_lists(steps: Steps, ranker_params: Any, lists: QueryLists, features: jax.Array | None, chunk: int = 1 << 14) -> np.ndarray:
+def score_lists(steps: Steps, ranker_params: Any, lists: QueryLists, features: jax.Array | None, chunk: int = 1 << 14,
+                progress: str | None = None) -> np.ndarray:
     """Scores [Q, L] for every candidate of every list. The valid documents are scored flat, in
     blocks of one compiled shape, and scattered back: the padding of the [Q, L] layout (long-tailed
-    list lengths pad MSLR-WEB30K's lists about 10x) costs nothing. Padding slots score 0."""
+    list lengths pad MSLR-WEB30K's lists about 10x) costs nothing. Padding slots score 0.
+    `progress` names a progress bar over the documents (none by default)."""
     rows = lists.doc_index[lists.mask]
     block = min(chunk, max(1024, 1 << max(0, int(rows.size - 1).bit_length())))
     padded = np.zeros(-(-max(rows.size, 1) // block) * block, dtype=lists.doc_index.dtype)
     padded[: rows.size] = rows
     flat = np.empty(padded.size, dtype=np.float32)
+    bar = tqdm(total=rows.size, unit="doc", unit_scale=True, desc=progress, disable=progress is None, file=sys.stderr,
+               mininterval=1.0, dynamic_ncols=True)
     for i in range(0, padded.size, block):
+        bar.update(min(block, rows.size - i))
         idx = jnp.asarray(padded[i : i + block].reshape(-1, 128))
         flat[i : i + block] = np.asarray(steps.score(ranker_params, idx, features), dtype=np.float32).reshape(-1)
+    bar.close()
     scores = np.zeros(lists.doc_index.shape, dtype=np.float32)
     scores[lists.mask] = flat[: rows.size]
     return scores
