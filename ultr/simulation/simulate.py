@@ -15,7 +15,7 @@ from ultr.data.io import write_json
 from ultr.data.letor import FeatureTable
 from ultr.simulation.click_models import ClickModel
 from ultr.errors import DataError
-from ultr.simulation.logging_policy import PlackettLuce, fit_linear_policy, rank_candidates
+from ultr.simulation.logging_policy import Candidates, LinearPolicy, PlackettLuce, fit_linear_policy, rank_candidates
 
 
 @dataclass
@@ -64,20 +64,13 @@ def simulate_sessions(
     # Separate streams for the policy and the clicks, so changing `sessions` keeps the policy.
     policy_rng, session_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     rows = features.rows(split)
-    lists, samplers = [], []
-    policy_queries: list[str] = []
-    for _ in range(max(1, logging_policies)):
-        policy = fit_linear_policy(
-            features.features, features.labels, features.query_ids,
-            fraction=policy_fraction, min_queries=policy_min_queries, rng=policy_rng, rows=rows,
-        )
-        ranked = rank_candidates(features.query_ids[rows], policy.score(features.features, rows))
-        ranked.rows = rows[ranked.rows]  # table rows from here on
-        uq = ranked.query_ids
-        lists.append(ranked.top_k(list_size))
-        if logging == "plackett_luce":
-            samplers.append(PlackettLuce(ranked, temperature))
-        policy_queries += policy.train_queries
+    policies = [
+        _fit_policy(features, rows, policy_fraction, policy_min_queries, policy_rng) for _ in range(max(1, logging_policies))
+    ]
+    uq = policies[0][1].query_ids
+    lists = [ranked.top_k(list_size) for _, ranked in policies]
+    samplers = [PlackettLuce(ranked, temperature) for _, ranked in policies] if logging == "plackett_luce" else []
+    policy_queries = [q for policy, _ in policies for q in policy.train_queries]
     displayed = np.concatenate(lists)  # [P * Q, K]: list i*Q + q is policy i's list for query q
     q = session_rng.integers(0, len(uq), size=sessions)
     if len(lists) > 1:
@@ -96,6 +89,16 @@ def simulate_sessions(
         if progress is not None:
             progress(block.stop - block.start)
     return log
+
+
+def _fit_policy(features: FeatureTable, rows: np.ndarray, fraction: float, min_queries: int,
+                rng: np.random.Generator) -> tuple[LinearPolicy, Candidates]:
+    """One logging policy and every query's candidates in its order (as features-table rows)."""
+    policy = fit_linear_policy(features.features, features.labels, features.query_ids,
+                               fraction=fraction, min_queries=min_queries, rng=rng, rows=rows)
+    ranked = rank_candidates(features.query_ids[rows], policy.score(features.features, rows))
+    ranked.rows = rows[ranked.rows]
+    return policy, ranked
 
 
 def _sample_lists(log: SimulatedLog, samplers: list, num_queries: int, block: slice, k: int, rng: np.random.Generator) -> None:
