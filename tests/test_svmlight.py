@@ -170,3 +170,9 @@ def test_width_from_the_data_across_pieces(tmp_path):
     out = tmp_path / "f.parquet"
     ingest_letor({"train": tmp_path / "s.txt"}, out, normalization="zscore", chunk_bytes=40)
     np.testing.assert_allclose(read_features(out).features.mean(axis=0), 0, atol=1e-6)
+
+
+def test_odd_whitespace_takes_the_regex_split(tmp_path):
+    lines = ["1 qid:1  1:0.5\t3:2 ", "\t0 qid:1 2:1   #docid = x"]
+    p = parse_svmlight(write_letor(tmp_path / "ws.txt", lines), num_features=3)
+    assert p.features.tolist() == [[0.5, 0, 2], [0, 1, 0]] and p.doc_ids == ["1-0", "x"]
