@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Any, Callable
 
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from ultr.errors import DataError
+from ultr.paths import CONF_DIR
 
-# Absolute, so every entry point finds the configs however it is started.
-CONF = str(Path(__file__).resolve().parent.parent / "conf")
+# Absolute, so every entry point finds the configs however it is started (source tree or wheel).
+CONF = str(CONF_DIR)
 
 
 def _cpu_device_flags() -> None:
@@ -38,3 +41,43 @@ def run(fn: Callable[[dict[str, Any], str], Any], cfg: DictConfig) -> Any:
     except (DataError, FloatingPointError) as e:  # bad input, or a diverged run: the message says what to do
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+# Flags that change what is composed or only print; the pre-check leaves those runs to Hydra.
+_HYDRA_FLAGS = ("-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "-cp", "--config-path",
+                "-cn", "--config-name", "-cd", "--config-dir", "-sc", "--shell-completion", "-p", "--package")
+
+
+def _one_line(error: BaseException) -> str:
+    """Hydra's multi-line composition message as one line (options listed, search path left out)."""
+    parts: list[str] = []
+    for line in str(error).splitlines():
+        if line.startswith("Config search path") or "HYDRA_FULL_ERROR" in line:
+            break
+        if line.startswith("\t") and parts:
+            parts[-1] += (" " if parts[-1].endswith(":") else ", ") + line.strip()
+        elif line.strip():
+            parts.append(line.strip())
+    return "; ".join(p.rstrip(".") for p in parts)
+
+
+def check_overrides(config_name: str, argv: list[str]) -> None:
+    """Compose the config once before Hydra runs, so that a bad override (an unknown
+    `hydra/launcher`, a key the config lacks, a typo in a group option) is a one-line error with
+    exit status 2, as bad input is everywhere else, instead of Hydra's several lines and status 1.
+    Sweep overrides (`-m a=1,2`) are left to the sweeper."""
+    if any(a.split("=")[0] in _HYDRA_FLAGS for a in argv):
+        return
+    try:
+        overrides = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-")])
+        single = [o.input_line for o in overrides if not o.is_sweep_override()]
+        with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+            compose(config_name, overrides=single, return_hydra_config=True)
+    except HydraException as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def launch(main: Callable[[], Any], config_name: str) -> None:
+    check_overrides(config_name, sys.argv[1:])
+    main()

@@ -4,7 +4,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from pipelines._entry import CONF, run
+from pipelines._entry import CONF, launch, run
 from ultr.estimation.bias import estimate_bias
 
 
@@ -14,4 +14,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch(main, "estimate_bias")

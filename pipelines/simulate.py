@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from pipelines._entry import CONF, run
+from pipelines._entry import CONF, launch, run
 from ultr.workflows import simulate
 
 
@@ -13,4 +13,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch(main, "simulate")

@@ -4,7 +4,7 @@ continues a killed run from its last training checkpoint in the run directory.""
 import hydra
 from omegaconf import DictConfig
 
-from pipelines._entry import CONF, run
+from pipelines._entry import CONF, launch, run
 from ultr.experiment import run_experiment
 
 
@@ -14,4 +14,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch(main, "experiment")

@@ -69,7 +69,7 @@ def test_drop_zero_click_and_missing_feature_policy(tmp_path, features_path):
         run_etl(log, features_path, tmp_path / "o1", EtlConfig(list_size=4))
     stats = run_etl(log, features_path, tmp_path / "o2", EtlConfig(list_size=4, missing_features="drop", drop_zero_click_sessions=True))
     assert stats["dropped_rows"]["missing_features"] == 1
-    assert stats["dropped_sessions"] == {"zero_click": 2}  # session 3, and session 9 once its click is dropped
+    assert stats["dropped_sessions"] == {"zero_click": 2, "not_train_split": 0}  # session 3, and session 9 once its click is dropped
     assert stats["sessions"] == 1
 
 
@@ -234,4 +234,4 @@ def test_cli_contract_simulate_then_etl(tmp_path, tiny_letor):
         [sys.executable, "-m", "pipelines.etl", f"log.path={tmp_path / 'nope.parquet'}", f"hydra.run.dir={tmp_path / 'x'}"],
         cwd=ROOT, capture_output=True, text=True,
     )
-    assert bad.returncode != 0 and "nope.parquet: click log not found" in bad.stderr
+    assert bad.returncode == 2 and "nope.parquet' not found" in bad.stderr

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import polars as pl
 import pytest
 
 from tests.conftest import EMBEDDED_MQ2008, ROOT
@@ -95,11 +96,31 @@ def test_nonfinite_loss_stops_with_clear_error(tmp_path):
         run_experiment(cfg, tmp_path)
 
 
+def with_eval_sessions(data: Path, out: Path) -> tuple[Path, int]:
+    """The simulated log plus one session on each of three vali and two test queries (their first
+    documents, the top one clicked): sessions that must not reach training."""
+    feats = pl.read_parquet(data / "features.parquet", columns=["query_id", "doc_id", "split"])
+    log = pl.read_parquet(data / "clicks.parquet")
+    extra = []
+    for n, (split, take) in enumerate([("vali", 3), ("test", 2)]):
+        for q in feats.filter(pl.col("split") == split)["query_id"].unique(maintain_order=True).head(take):
+            docs = feats.filter(pl.col("query_id") == q)["doc_id"].head(10)
+            sid = int(log["session_id"].max()) + 1 + len(extra)
+            extra.append(pl.DataFrame({"session_id": [sid] * len(docs), "query_id": [q] * len(docs), "doc_id": docs,
+                                       "position": list(range(1, len(docs) + 1)), "click": [1] + [0] * (len(docs) - 1)}))
+    mixed = pl.concat([log, *[e.cast(log.schema) for e in extra]])
+    mixed.write_parquet(out)
+    return out, len(extra)
+
+
 def test_given_click_log_and_python_api(tmp_path, experiment_run):
     run_dir, _ = experiment_run
     data = Path(experiment_run[1]["data_dir"])
-    model = fit(data / "clicks.parquet", data / "features.parquet", method="dla", steps=40,
+    clicks, n_eval = with_eval_sessions(data, tmp_path / "mixed.parquet")
+    model = fit(clicks, data / "features.parquet", method="dla", steps=40,
                 overrides=["model.hidden=[16]", "trainer.batch_size=32", "trainer.eval_every=20"], work_dir=tmp_path / "w")
+    # the split guard: sessions on vali/test queries are dropped and counted, not trained on
+    assert model.etl_stats["dropped_sessions"]["not_train_split"] == n_eval == 5
     scores = model.predict(data / "features.parquet", split="test")
     assert scores.shape == (2874,) and np.isfinite(scores).all()
     curve = model.propensity()
@@ -109,13 +130,16 @@ def test_given_click_log_and_python_api(tmp_path, experiment_run):
 def test_cli_with_existing_clicks_and_overrides(tmp_path, experiment_run):
     run_dir, _ = experiment_run
     out = tmp_path / "cli"
-    subprocess.run(
+    clicks, n_eval = with_eval_sessions(Path(experiment_run[1]["data_dir"]), tmp_path / "mixed.parquet")
+    proc = subprocess.run(
         [sys.executable, "-m", "pipelines.experiment", f"hydra.run.dir={out}", "trainer=debug", "algorithm=naive",
-         "model.hidden=[8]", f"clicks={Path(experiment_run[1]['data_dir']) / 'clicks.parquet'}"],
-        cwd=ROOT, check=True, capture_output=True,
+         "model.hidden=[8]", f"clicks={clicks}"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
     )
     r = json.loads((out / "results.json").read_text())
     assert list(r["methods"]) == ["naive"] and r["config"]["model"]["hidden"] == [8]
+    assert json.loads((out / "stats.json").read_text())["dropped_sessions"]["not_train_split"] == n_eval
+    assert f"dropped {n_eval} sessions on vali/test queries" in proc.stderr
 
 
 def test_bf16_model_keeps_float32_loss():

@@ -24,13 +24,13 @@ from ultr.data.batching import query_lists, read_sessions
 from ultr.data.etl import run_etl
 from ultr.data.letor import FeatureTable, read_features
 from ultr.experiment import TrainedMethod, train_method
-from ultr.paths import PROJECT_ROOT
+from ultr.paths import CONF_DIR, existing
 from ultr.workflows import etl_config
 
 
 def default_config(overrides: list[str] | None = None) -> dict[str, Any]:
     """The experiment config as the command line would compose it, with Hydra-style overrides."""
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("experiment", overrides=overrides or [])
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
@@ -40,6 +40,7 @@ class FittedRanker:
     trained: TrainedMethod
     config: Mapping[str, Any]
     normalization: Mapping[str, Any]
+    etl_stats: Mapping[str, Any]  # what the ETL kept and dropped (e.g. sessions on vali/test queries)
 
     def predict(self, features: str | Path | FeatureTable | np.ndarray, split: str | None = None) -> np.ndarray:
         """Scores for feature rows: an array [N, F] (already transformed like the training table),
@@ -70,7 +71,9 @@ def fit(
 ) -> FittedRanker:
     """Train `method` (dla | naive | oracle) on a click log whose documents are in `features`.
 
-    Model selection uses the features table's `vali` split. `overrides` are Hydra overrides of the
+    Model selection uses the features table's `vali` split. Only sessions on `train` queries are
+    trained on (the others are dropped, counted in `etl_stats`, and warned about) unless the
+    overrides say `etl.allow_eval_queries=true`. `overrides` are Hydra overrides of the
     experiment config (e.g. ["model.hidden=[64]", "trainer.batch_size=128"]).
     """
     cfg = default_config(list(overrides or []) + [f"algorithm={method}", "trainer.progress=false", "trainer.checkpoint=false"])
@@ -78,9 +81,10 @@ def fit(
         cfg["trainer"]["steps"] = int(steps)
     cfg = copy.deepcopy(cfg)
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="ultr-fit-"))
+    clicks, features = existing(clicks, "clicks"), existing(features, "features")
     table = read_features(features)
-    run_etl(clicks, features, work, etl_config(cfg["etl"]))
+    stats = run_etl(clicks, features, work, etl_config(cfg["etl"]))
     sessions = read_sessions(work)
     train_lists = query_lists(table, "train") if method == "oracle" else None
     trained = train_method(method, cfg, table, jnp.asarray(table.features), sessions, train_lists, query_lists(table, "vali"))
-    return FittedRanker(trained, cfg, table.meta.get("normalization", {}))
+    return FittedRanker(trained, cfg, table.meta.get("normalization", {}), stats)

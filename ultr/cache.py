@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from ultr.paths import PROJECT_ROOT
+import ultr
 
 CACHE_VERSION = 3  # bump when an entry's layout changes (3: features entries of their own)
 _BUILDERS = ("data", "simulation")  # packages under ultr/ whose source is part of every key
@@ -36,9 +36,11 @@ def file_identity(path: str | Path, edge: int = 1 << 20) -> dict[str, Any]:
 
 
 def code_version() -> str:
-    h = hashlib.sha256()
+    """The package version plus a hash of the code that builds cache entries: an edited simulator
+    or ETL never reuses entries the old code built."""
+    h = hashlib.sha256(ultr.__version__.encode())
     for pkg in _BUILDERS:
-        for src in sorted((PROJECT_ROOT / "ultr" / pkg).rglob("*.py")):
+        for src in sorted((Path(ultr.__file__).parent / pkg).rglob("*.py")):
             h.update(src.read_bytes())
     return h.hexdigest()[:16]
 
@@ -66,7 +68,7 @@ def cache_key(cfg: Mapping[str, Any], inputs: Iterable[str | Path] = ()) -> str:
 
 def cache_root(cfg: Mapping[str, Any]) -> Path:
     root = Path(os.environ.get("ULTR_CACHE") or cfg.get("cache", {}).get("dir") or ".cache/ultr").expanduser()
-    return root if root.is_absolute() else PROJECT_ROOT / root
+    return root if root.is_absolute() else Path.cwd() / root
 
 
 def cached_features(data: Mapping[str, Any], seed: int, cache: Mapping[str, Any], inputs: Iterable[str | Path],

@@ -32,7 +32,7 @@ from ultr.errors import DataError
 from ultr.metrics import evaluate_scores, propensity_error, propensity_warning
 from ultr.models.propensity import ContextPropensity, PositionPropensity
 from ultr.models.ranker import IdRanker, MLPRanker
-from ultr.paths import resolve
+from ultr.paths import existing
 from ultr.report import plot_learning_curves, plot_propensity, propensity_table, results_table
 from ultr.train.checkpoint import save_state
 from ultr.timing import Stages
@@ -231,10 +231,25 @@ def _methods(cfg: Mapping[str, Any]) -> list[str]:
     return methods
 
 
+def check_resumable(run_dir: Path, trainer: Mapping[str, Any]) -> None:
+    """`trainer.resume=true` must find something to resume: a silent fresh start would look like one."""
+    if not int(trainer.get("checkpoint_every", 0) or 0):
+        raise DataError("trainer.resume=true needs trainer.checkpoint_every > 0 (training checkpoints are off)")
+    ckpts = run_dir / "checkpoints"
+    started = ckpts.is_dir() and any(p.name.endswith("-train") or "-train-" in p.name for p in ckpts.iterdir())
+    finished = any((run_dir / "methods").glob("*.json"))
+    if not (started or finished):
+        raise DataError(
+            f"{run_dir}: trainer.resume=true, but this run directory holds no training checkpoint (checkpoints/<method>-train) "
+            "and no finished method; set hydra.run.dir to the interrupted run's directory, or drop trainer.resume")
+
+
 def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """Writes results.json, results.md, per_query.parquet, propensity.{json,png}, learning_curves.png,
     checkpoints/<method>, tensorboard/ and stats.json under run_dir; prints the results table."""
     run_dir = Path(run_dir)
+    if cfg["trainer"].get("resume"):
+        check_resumable(run_dir, cfg["trainer"])
     initialize_distributed(cfg.get("distributed"))
     t_start = time.perf_counter()
     timing: dict[str, float] = {}
@@ -250,7 +265,7 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
     if cfg.get("clicks"):
         with stages("ingest"):
             features = ingest(cfg["data"], run_dir, seed=int(cfg["seed"]), cache=cfg.get("cache"), progress=progress)
-        clicks_path = resolve(cfg["clicks"])
+        clicks_path = existing(cfg["clicks"], "clicks")
         sidecar_path = clicks_path.parent / "propensities.json"
         sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.exists() else {}
         with stages("etl"):

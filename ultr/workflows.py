@@ -20,7 +20,7 @@ from ultr.data.io import write_json
 from ultr.data.readers import ReaderPolicy, convert_log
 from ultr.errors import DataError
 from ultr.data.letor import FeatureTable, ingest_letor, read_features
-from ultr.paths import resolve
+from ultr.paths import existing, resolve
 from ultr.simulation.click_models import make_click_model
 from ultr.simulation.simulate import run_simulation
 
@@ -32,7 +32,7 @@ def letor_splits(data: Mapping[str, Any]) -> dict[str, Path]:
     if data.get("root") is None:
         raise DataError(f"data.root is not set; point it at the {data.get('name', 'LETOR')} dataset as it was unpacked "
                         "(data.root=/path/to/it)")
-    root = resolve(data["root"])
+    root = existing(data["root"], "data.root")
     fold = data.get("fold")
     files = dict(data.get("files") or {})
     held_out = float(data.get("vali_fraction") or 0) > 0
@@ -157,7 +157,7 @@ def prepare_log(log: Mapping[str, Any], run_dir: Path) -> tuple[Path, dict[str, 
     if log.get("path") is None:
         raise DataError("log.path is not set; pass log.path=<click log> (and features.path=<features table>)")
     if fmt == "generic":
-        return resolve(log["path"]), None
+        return existing(log["path"], "log.path"), None
     reader = convert_log(fmt, log_paths(log["path"]), run_dir, reader_policy(log))
     print(f"read {fmt}: {reader['sessions']} sessions, {reader['impressions']} impressions; quarantined {reader['quarantined']}", file=sys.stderr)
     return run_dir / "clicks", reader
@@ -171,7 +171,7 @@ def etl(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
     fpath = cfg.get("features", {}).get("path")
     stats = run_etl(
         path,
-        resolve(fpath) if fpath else None,
+        existing(fpath, "features.path") if fpath else None,
         run_dir,
         etl_config(cfg["etl"]),
         columns=log.get("columns") or None,

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ultr.errors import DataError
+
 
 class TowerLosses(NamedTuple):
     total: jax.Array
@@ -51,6 +53,6 @@ def two_tower_loss(scores: jax.Array, propensity_logits: jax.Array, clicks: jax.
         log_not_p = jnp.log1p(-jnp.minimum(jnp.exp(log_p), 1 - 1e-6))
         loss = -(clicks * log_p + (1 - clicks) * log_not_p)
     else:
-        raise ValueError(f"two_tower combine={combine!r}; use additive or multiplicative")
+        raise DataError(f"two_tower combine={combine!r}; use additive or multiplicative")
     total = _masked_mean(loss, mask)
     return TowerLosses(total, total, total)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from ultr.algorithms.listwise import masked_log_softmax, softmax_cross_entropy
+from ultr.errors import DataError
 
 
 class DLALosses(NamedTuple):
@@ -82,9 +83,9 @@ def dla_loss(
         examination ratios at severe bias are not.
     """
     if normalization not in ("softmax", "sigmoid"):
-        raise ValueError(f"dla normalization={normalization!r}; use softmax or sigmoid")
+        raise DataError(f"dla normalization={normalization!r}; use softmax or sigmoid")
     if loss_normalization not in ("batch", "list"):
-        raise ValueError(f"dla loss_normalization={loss_normalization!r}; use batch or list")
+        raise DataError(f"dla loss_normalization={loss_normalization!r}; use batch or list")
     per_list = loss_normalization == "list"
     w_exam = inverse_weights(propensity_logits, position, mask, max_weight, normalization)
     w_rel = inverse_weights(scores, position, mask, max_weight, normalization)

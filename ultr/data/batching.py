@@ -78,10 +78,13 @@ class BatchIterator:
     def __init__(self, arrays: Mapping[str, np.ndarray], batch_size: int, seed: int, shuffle: bool = True) -> None:
         n = {len(v) for v in arrays.values()}
         if len(n) != 1:
-            raise ValueError(f"arrays differ in length: { {k: len(v) for k, v in arrays.items()} }")
+            raise DataError(f"arrays differ in length: { {k: len(v) for k, v in arrays.items()} }")
         self.n = n.pop()
         if self.n == 0:
             raise DataError("no sessions to train on (all were dropped or the log is empty)")
+        if batch_size < 1:
+            raise DataError(f"trainer.batch_size gives {batch_size} rows per step and process; use a batch size >= 1 "
+                            "(and at least the number of processes)")
         self.arrays = dict(arrays)
         self.batch_size = batch_size
         self.seed = seed

@@ -3,6 +3,7 @@ Polars frames in the one click-log schema, plus the writer the simulator uses.""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -12,7 +13,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ultr.data.io import atomic_path
+from ultr.data.io import atomic_path, unreadable
 from ultr.data.schema import CLICK_LOG_COLUMNS, CLICK_LOG_SCHEMA
 from ultr.errors import DataError
 
@@ -27,6 +28,10 @@ def scan_click_log(path: str | Path, columns: Mapping[str, str] | None = None) -
     suffixes = "".join(path.suffixes[-2:]).lower()
     if path.is_dir() or path.suffix.lower() == ".parquet":
         lf = pl.scan_parquet(path / "*.parquet" if path.is_dir() else path)
+        try:
+            lf.collect_schema()  # reads the footer: a truncated or foreign file fails here
+        except (pl.exceptions.PolarsError, OSError) as e:
+            raise DataError(unreadable(path, e)) from None
     elif path.suffix.lower() in (".csv", ".tsv") or suffixes in (".csv.gz", ".tsv.gz"):
         # Read every column as text: the cast below reports non-numeric values with their row.
         sep = "\t" if ".tsv" in suffixes else ","
@@ -46,6 +51,59 @@ def scan_click_log(path: str | Path, columns: Mapping[str, str] | None = None) -
             f"Name them {list(CLICK_LOG_COLUMNS)} or map yours with log.columns.<name>=<your column>"
         )
     return lf.with_row_index(ROW)
+
+
+def _lines(path: Path) -> pl.LazyFrame:
+    """The file's lines, one string column (a separator and quote that text lines do not hold)."""
+    return pl.scan_csv(path, has_header=False, new_columns=["line"], separator="\x1f", quote_char=None,
+                       infer_schema=False).with_row_index("line_number", offset=1)
+
+
+def _first_ragged_line(path: Path, sep: str) -> tuple[int, int, int] | None:
+    counts = _lines(path).select("line_number", pl.col("line").str.count_matches(sep, literal=True).alias("n")).collect()
+    if counts.height < 2:
+        return None
+    header = counts["n"][0]
+    bad = counts.slice(1).filter(pl.col("n") != header).head(1)
+    return None if bad.is_empty() else (int(bad["line_number"][0]), int(bad["n"][0]) + 1, header + 1)
+
+
+def _first_bad_json_line(path: Path, block: int = 1 << 20) -> tuple[int, str] | None:
+    """Decode blocks of lines at once; only a failing block is searched line by line."""
+    lines = _lines(path).filter(pl.col("line").str.strip_chars() != "").collect()
+    for start in range(0, lines.height, block):
+        part = lines.slice(start, block)
+        try:
+            part["line"].str.json_decode(infer_schema_length=None)
+            continue
+        except pl.exceptions.PolarsError:
+            pass
+        for number, text in part.iter_rows():
+            try:
+                json.loads(text)
+            except ValueError as e:
+                return number, str(e)
+    return None
+
+
+def explain_read_error(path: str | Path, error: BaseException) -> str:
+    """A one-line message for a log Polars could not parse: the line at fault where it can be found."""
+    path = Path(path)
+    name = "".join(path.suffixes[-2:]).lower()
+    first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    if path.is_file() and (".csv" in name or ".tsv" in name) and not name.endswith(".gz"):
+        sep = "\t" if ".tsv" in name else ","
+        found = _first_ragged_line(path, sep)
+        if found:
+            line, n, want = found
+            return f"{path}:{line}: {n} fields where the header has {want}; fix or remove that line (a quoted separator counts as one)"
+    if path.is_file() and path.suffix.lower() in (".jsonl", ".ndjson"):
+        found = _first_bad_json_line(path)
+        if found:
+            return f"{path}:{found[0]}: not a JSON object ({found[1]}); write one JSON object per line"
+    if path.is_dir() or path.suffix.lower() == ".parquet":
+        return unreadable(path, error)
+    return f"{path}: could not be parsed ({first}); check that it is a complete {path.suffix or 'text'} click log"
 
 
 @dataclass

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from ultr.data.clicklog import ROW, scan_click_log
-from ultr.data.io import atomic_dir, write_json, write_parquet
+from ultr.data.clicklog import ROW, explain_read_error, scan_click_log
+from ultr.data.io import atomic_dir, read_parquet, write_json, write_parquet
 from ultr.data.schema import CLICK_LOG_COLUMNS, sessions_schema
 from ultr.errors import DataError
 
@@ -34,8 +34,16 @@ class EtlConfig:
     list_size: int = 10
     drop_zero_click_sessions: bool = False
     missing_features: str = "error"  # error | drop
+    # Sessions on vali/test queries would leak into model selection and the reported metrics, so
+    # only train-split queries are kept (and the others counted) unless this opts out.
+    allow_eval_queries: bool = False
     shard_rows: int = 4_000_000  # impressions per shard; bounds peak memory
     row_group_sessions: int = 65_536
+
+    def __post_init__(self) -> None:
+        for key in ("list_size", "shard_rows", "row_group_sessions"):
+            if int(getattr(self, key)) < 1:
+                raise DataError(f"etl.{key}={getattr(self, key)}: must be >= 1")
 
 
 def _first_bad(cond: pl.Expr, name: str) -> pl.Expr:
@@ -49,7 +57,24 @@ def _row_text(source: str, row: int) -> str:
     return f"{source}: row {row}"
 
 
-def run_etl(
+def run_etl(log: pl.LazyFrame | str | Path, features_path: str | Path | None, out_dir: str | Path,
+            config: EtlConfig | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Validate a click log, join document rows, and write `out_dir/sessions/*.parquet` + `stats.json`.
+
+    `log` is a path to a generic log or an already-mapped LazyFrame (from a real-log reader) with a
+    `_row` column. With `features_path=None` documents are indexed by a vocabulary of their ids
+    (ID-based rankers) written to `out_dir/doc_vocab.parquet`. A log file Polars cannot parse (a
+    ragged CSV line, a line that is not JSON, a damaged Parquet page) is a one-line error.
+    """
+    try:
+        return _run_etl(log, features_path, out_dir, config, **kwargs)
+    except (pl.exceptions.PolarsError, pa.ArrowException) as e:
+        if not isinstance(log, (str, Path)):
+            raise
+        raise DataError(explain_read_error(log, e)) from None
+
+
+def _run_etl(
     log: pl.LazyFrame | str | Path,
     features_path: str | Path | None,
     out_dir: str | Path,
@@ -60,12 +85,6 @@ def run_etl(
     doc_vocabulary: str = "features",
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Validate a click log, join document rows, and write `out_dir/sessions/*.parquet` + `stats.json`.
-
-    `log` is a path to a generic log or an already-mapped LazyFrame (from a real-log reader) with a
-    `_row` column. With `features_path=None` documents are indexed by a vocabulary of their ids
-    (ID-based rankers) written to `out_dir/doc_vocab.parquet`.
-    """
     cfg = config or EtlConfig()
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -88,14 +107,18 @@ def run_etl(
     # --- document rows: features-table row, or an id vocabulary for feature-less logs. Queries
     # travel as integer codes (string work on every impression would dominate the ETL); both codes
     # come from one join against the document keys.
+    train_query = None  # bool per query code: may its sessions be trained on
     if features_path is not None:
-        keys = pl.read_parquet(features_path, columns=["query_id", "doc_id"]).with_row_index("doc_index").with_columns(pl.col("doc_index").cast(pl.Int32))
+        keys = read_parquet(features_path, columns=["query_id", "doc_id", "split"]).with_row_index("doc_index").with_columns(pl.col("doc_index").cast(pl.Int32))
         dup = keys.group_by("query_id", "doc_id").len().filter(pl.col("len") > 1).head(1)
         if dup.height:
             raise DataError(f"{features_path}: (query_id, doc_id) {dup.row(0)[:2]} appears more than once; document keys must be unique")
-        query_vocab = keys["query_id"].unique().sort()
+        query_split = keys.group_by("query_id").agg(pl.col("split").first()).sort("query_id")
+        query_vocab = query_split["query_id"]
+        if not cfg.allow_eval_queries:
+            train_query = (query_split["split"] == "train").to_numpy()
         codes = pl.DataFrame({"query_id": query_vocab, "query_index": pl.arange(0, len(query_vocab), dtype=pl.Int32, eager=True)})
-        keys = keys.join(codes, on="query_id", how="left")
+        keys = keys.drop("split").join(codes, on="query_id", how="left")
     else:
         # Feature-less logs: index (query, document) pairs, the unit an ID-based ranker scores.
         keys = (
@@ -164,7 +187,7 @@ def run_etl(
         return doc_keys.attach(rows.collect(engine="streaming")).filter(keep_rows).select(out_cols)
 
     n_shards = max(1, math.ceil(total_rows / cfg.shard_rows))
-    stats_acc = _Accumulator(K)
+    stats_acc = _Accumulator(K, train_query)
     file_ranges = None
     if n_shards > 1 and isinstance(log, (str, Path)):
         file_ranges = _file_session_ranges(Path(log), (columns or {}).get("session_id", "session_id"), 2 * cfg.shard_rows)
@@ -192,6 +215,11 @@ def run_etl(
                 shutil.rmtree(staging, ignore_errors=True)
 
     dropped["zero_click_sessions"] = stats_acc.zero_dropped
+    if stats_acc.not_train:
+        print(
+            f"warning: {source}: dropped {stats_acc.not_train} sessions on vali/test queries of {features_path} "
+            "(they would leak into model selection and test metrics); etl.allow_eval_queries=true keeps them",
+            file=sys.stderr)
     extras_not_carried = [c for c in extras if c not in numeric_extras]
     stats = {
         "source": source,
@@ -210,7 +238,7 @@ def run_etl(
             "missing_features": dropped["missing_features"],
             "beyond_list_size": dropped["beyond_list_size"],
         },
-        "dropped_sessions": {"zero_click": dropped["zero_click_sessions"]},
+        "dropped_sessions": {"zero_click": dropped["zero_click_sessions"], "not_train_split": stats_acc.not_train},
         "extra_columns_carried": numeric_extras,
         "extra_columns_not_carried": extras_not_carried,
         "shards": stats_acc.shards,
@@ -294,8 +322,10 @@ def _file_session_ranges(path: Path, column: str, max_rows: int) -> list[tuple[i
 
 
 class _Accumulator:
-    def __init__(self, K: int) -> None:
+    def __init__(self, K: int, train_query: np.ndarray | None = None) -> None:
         self.sessions = self.impressions = self.clicks = self.zero_click = self.zero_dropped = self.shards = 0
+        self.not_train = 0
+        self.train_query = train_query
         self.shown = np.zeros(K, dtype=np.int64)
         self.clicked = np.zeros(K, dtype=np.int64)
         # Highest and lowest slot each (query, document) pair was shown at, indexed by doc_index.
@@ -394,11 +424,12 @@ def _sessionize(df: pl.DataFrame, cfg: EtlConfig, source: str, extras: list[str]
     extra_arrays = {c: place(df[c].fill_null(0).to_numpy(), 0) for c in extras}
 
     n_clicks = click.sum(axis=1)
-    acc.zero_click += int((n_clicks == 0).sum())
-    keep = np.ones(len(uniq), dtype=bool)
+    keep = np.ones(len(uniq), dtype=bool) if acc.train_query is None else acc.train_query[first_q]
+    acc.not_train += int((~keep).sum())
+    acc.zero_click += int((keep & (n_clicks == 0)).sum())
     if cfg.drop_zero_click_sessions:
-        keep = n_clicks > 0
-        acc.zero_dropped += int((~keep).sum())
+        acc.zero_dropped += int((keep & (n_clicks == 0)).sum())
+        keep &= n_clicks > 0
     acc.sessions += int(keep.sum())
     acc.impressions += int(mask[keep].sum())
     acc.clicks += int(click[keep].sum())

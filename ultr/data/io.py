@@ -6,17 +6,22 @@ import json
 import os
 import queue
 import shutil
-import tempfile
 import threading
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+from ultr.errors import DataError
+
+
+def _sibling(path: Path, kind: str) -> Path:
+    # A unique hidden name beside the target: the rename stays on one file system.
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.{kind}")
 
 
 @contextmanager
@@ -24,10 +29,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling path; rename it onto `path` only if the block finishes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; finished files get the usual mode
+    tmp_path = _sibling(path, "tmp")
+    # Created by open() with mode 0666, so the finished file gets the process umask's usual mode.
+    os.close(os.open(tmp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -38,19 +42,42 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Build a directory under a temporary name and swap it in whole when the block finishes."""
+    """Build a directory under a temporary name and swap it in whole when the block finishes.
+
+    An existing directory is renamed aside first and removed only after the new one is in place,
+    so `path` is at every moment either the old complete directory, absent, or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_UMASK)
+    tmp = _sibling(path, "tmp")
+    os.mkdir(tmp, 0o777)
+    aside = None
     try:
         yield tmp
         if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+            aside = _sibling(path, "old")
+            os.rename(path, aside)
+        os.rename(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+        if aside is not None and aside.exists():
+            if path.exists():
+                shutil.rmtree(aside)
+            else:
+                os.rename(aside, path)  # the new one did not go in: keep the old one
+
+
+def read_parquet(path: str | Path, columns: list[str] | None = None) -> pl.DataFrame:
+    """A Parquet file as a DataFrame, or a one-line error naming the file when it is unreadable."""
+    try:
+        return pl.read_parquet(path, columns=columns)
+    except (pl.exceptions.PolarsError, pa.ArrowException, OSError) as e:
+        raise DataError(unreadable(path, e)) from None
+
+
+def unreadable(path: str | Path, error: BaseException) -> str:
+    first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    return f"{path}: not a readable Parquet file ({first}); rebuild or re-copy it (a killed copy leaves a truncated file)"
 
 
 def write_parquet(table: pa.Table, path: str | Path, **kwargs: Any) -> None:

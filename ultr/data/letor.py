@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ultr.data.io import atomic_path, write_behind
+from ultr.data.io import atomic_path, unreadable, write_behind
 from ultr.data.schema import FEATURES_METADATA_KEY, features_schema
 from ultr.data.svmlight import Piece, concat, iter_svmlight
 from ultr.errors import DataError
@@ -243,7 +243,10 @@ def read_features(path: str | Path) -> FeatureTable:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: features table not found; run `python -m pipelines.simulate` or ingest a LETOR dataset first")
-    pf = pq.ParquetFile(path)
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(unreadable(path, e)) from None
     schema = pf.schema_arrow
     for col in ("query_id", "doc_id", "label", "features", "split"):
         if col not in schema.names:

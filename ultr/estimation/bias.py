@@ -18,7 +18,8 @@ from ultr.data.io import atomic_path, write_json
 from ultr.errors import DataError
 from ultr.estimation.propensity import adjacent_chain, all_pairs, count_impressions, pairwise_ratios, pbm_em
 from ultr.report import plot_propensity
-from ultr.workflows import etl_config, prepare_log, resolve
+from ultr.paths import existing
+from ultr.workflows import etl_config, prepare_log
 
 ESTIMATORS = ("pbm_em", "harvest_adjacent", "harvest_all_pairs", "dla")
 
@@ -47,7 +48,7 @@ def estimate_bias(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]
     run_dir = Path(run_dir)
     path, reader = prepare_log(cfg["log"], run_dir)
     fpath = (cfg.get("features") or {}).get("path")
-    stats = run_etl(path, resolve(fpath) if fpath else None, run_dir, etl_config(cfg["etl"]))
+    stats = run_etl(path, existing(fpath, "features.path") if fpath else None, run_dir, etl_config(cfg["etl"]))
     if reader is not None:
         stats["reader"], stats["quarantined"] = reader, reader["quarantined"]
         write_json(stats, run_dir / "stats.json")

@@ -8,6 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ultr.errors import DataError
+
 
 @jax.custom_vjp
 def elu(x: jax.Array) -> jax.Array:
@@ -94,7 +96,7 @@ class MLPRanker(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         if self.activation not in ACTIVATIONS:
-            raise ValueError(f"model.activation={self.activation!r}; choose from {sorted(ACTIVATIONS)}")
+            raise DataError(f"model.activation={self.activation!r}; choose from {sorted(ACTIVATIONS)}")
         act = ACTIVATIONS[self.activation]
         # Rows flattened and transposed to one feature-major [F, rows] matrix. Flattening: XLA:CPU
         # runs contractions over [B, K, F] much slower than 2-D matmuls (24 -> 20 ms per reference

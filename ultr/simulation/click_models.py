@@ -5,9 +5,11 @@ property tests can check the sampler, and its examination curve (the true propen
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Mapping, Protocol
 
 import numpy as np
+
+from ultr.errors import DataError
 
 # Eye-tracking examination probabilities of positions 1..10 (Joachims et al. 2005), used by the
 # field's standard PBM simulation (Ai et al. 2018; ULTRA).
@@ -70,9 +72,9 @@ class PositionBasedModel(_PositionOnly):
 
     def __post_init__(self) -> None:
         if self.curve not in ("eye_tracking", "inverse"):
-            raise ValueError(f"click_model.curve={self.curve!r}; use eye_tracking or inverse")
+            raise DataError(f"click_model.curve={self.curve!r}; use eye_tracking or inverse")
         if self.y_max < 1:
-            raise ValueError(f"y_max={self.y_max}: the data needs at least one relevant grade")
+            raise DataError(f"y_max={self.y_max}: the data needs at least one relevant grade")
 
     def examination(self, positions: np.ndarray) -> np.ndarray:
         return _theta(np.asarray(positions), self.curve, self.eta)
@@ -280,7 +282,7 @@ class MatrixClickModel:
     def _m(self) -> np.ndarray:
         m = np.asarray(self.matrix, dtype=float)
         if m.ndim != 2 or m.shape[0] < self.y_max + 1:
-            raise ValueError(f"click_model.matrix needs {self.y_max + 1} rows (labels 0..{self.y_max}) of per-position click probabilities")
+            raise DataError(f"click_model.matrix needs {self.y_max + 1} rows (labels 0..{self.y_max}) of per-position click probabilities")
         return m
 
     def examination(self, positions: np.ndarray) -> np.ndarray:
@@ -305,8 +307,30 @@ MODELS = {
 }
 
 
+def _values(v: Any) -> np.ndarray:
+    return np.asarray([] if v is None else v, dtype=np.float64).reshape(-1)
+
+
+def check_click_model_params(params: Mapping[str, Any]) -> None:
+    """Severities are finite and >= 0; probabilities lie in [0, 1] with eps- <= eps+ (otherwise
+    examination or click probabilities leave [0, 1] and the simulator samples nonsense)."""
+    for key in ("eta", "etas"):
+        v = _values(params.get(key))
+        if v.size and not (np.isfinite(v).all() and (v >= 0).all()):
+            raise DataError(f"click_model.{key}={params[key]}: the bias severity must be finite and >= 0 (0 = no position bias)")
+    for key in ("eps_neg", "eps_pos", "decay", "lambdas", "matrix"):
+        v = _values(params.get(key))
+        if v.size and not (np.isfinite(v).all() and (v >= 0).all() and (v <= 1).all()):
+            raise DataError(f"click_model.{key}={params[key]}: probabilities must lie in [0, 1]")
+    neg, pos = _values(params.get("eps_neg")), _values(params.get("eps_pos"))
+    if neg.size and pos.size and (neg.size == pos.size or 1 in (neg.size, pos.size)) and (neg > pos).any():
+        raise DataError(f"click_model.eps_neg={params['eps_neg']} exceeds eps_pos={params['eps_pos']}: "
+                        "a non-relevant document cannot be clicked more often than a relevant one; swap them")
+
+
 def make_click_model(name: str, *, y_max: int, **params) -> ClickModel:
     if name not in MODELS:
-        raise ValueError(f"click_model.name={name!r} is unknown; available: {sorted(MODELS)}")
+        raise DataError(f"click_model.name={name!r} is unknown; available: {sorted(MODELS)}")
+    check_click_model_params(params)
     params = {k: tuple(tuple(r) if isinstance(r, (list, tuple)) else r for r in v) if isinstance(v, list) else v for k, v in params.items()}
     return MODELS[name](y_max=y_max, **params)

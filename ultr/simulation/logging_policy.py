@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ultr.errors import DataError
+
 
 @dataclass
 class LinearPolicy:
@@ -100,7 +102,7 @@ class PlackettLuce:
 
     def __init__(self, c: Candidates, temperature: float):
         if not temperature > 0:
-            raise ValueError(f"simulation.temperature={temperature} must be > 0")
+            raise DataError(f"simulation.temperature={temperature} must be > 0")
         std = c.scores.std() or 1.0
         logits = c.scores / (temperature * std)
         self.c = c

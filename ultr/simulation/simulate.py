@@ -13,8 +13,8 @@ import numpy as np
 from ultr.data.clicklog import ClickLogBlock, write_click_log
 from ultr.data.io import write_json
 from ultr.data.letor import FeatureTable
-from ultr.simulation.click_models import ClickModel
 from ultr.errors import DataError
+from ultr.simulation.click_models import ClickModel
 from ultr.simulation.logging_policy import Candidates, LinearPolicy, PlackettLuce, fit_linear_policy, rank_candidates
 
 
@@ -59,6 +59,8 @@ def simulate_sessions(
     natural interventions that harvesting estimators need (Agarwal et al. 2019). The standard
     protocol is one deterministic policy; `logging="plackett_luce"` samples each session's list
     from the policy's scores instead (see PlackettLuce)."""
+    if list_size < 1 or sessions < 1:
+        raise DataError(f"simulation.list_size={list_size}, simulation.sessions={sessions}: both must be >= 1")
     if logging not in LOGGING:
         raise DataError(f"simulation.logging={logging!r} is unknown; use one of {list(LOGGING)}")
     # Separate streams for the policy and the clicks, so changing `sessions` keeps the policy.

@@ -13,6 +13,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from ultr.errors import DataError
+
 _initialized = False
 
 
@@ -49,7 +51,7 @@ class Sharder:
     def __init__(self, mesh: Mesh, global_batch: int) -> None:
         n = mesh.devices.size
         if global_batch % n:
-            raise ValueError(f"batch size {global_batch} is not divisible by the {n} devices; choose a multiple of {n}")
+            raise DataError(f"batch size {global_batch} is not divisible by the {n} devices; choose a multiple of {n}")
         self.mesh = mesh
         self.batch = NamedSharding(mesh, P("data"))
         self.replicated = NamedSharding(mesh, P())

@@ -228,5 +228,5 @@ def fit(
         best.best_state, best.best_step = best.final_state, step
     best.steps_run = step
     best.seconds = time.perf_counter() - t0
-    best.compiles = step_fn._cache_size()
+    best.compiles = steps.traces[0]
     return best

@@ -8,6 +8,8 @@ import flax.struct
 import jax
 import optax
 
+from ultr.errors import DataError
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -32,7 +34,7 @@ def make_optimizer(cfg: Mapping[str, Any]) -> optax.GradientTransformation:
         "sgd": lambda: optax.sgd(lr, momentum=cfg.get("momentum")),
     }
     if name not in makers:
-        raise ValueError(f"optim.name={name!r}; choose from {sorted(makers)}")
+        raise DataError(f"optim.name={name!r}; choose from {sorted(makers)}")
     parts = []
     if cfg.get("clip_norm") is not None:
         parts.append(optax.clip_by_global_norm(float(cfg["clip_norm"])))

@@ -3,7 +3,7 @@ feature matrix [N, F] gathered inside the step), so nothing recompiles after the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import flax.linen as nn
@@ -18,6 +18,7 @@ from ultr.algorithms.doubly_robust import dr_loss
 from ultr.algorithms.ips import affine_log_loss, affine_loss, ips_loss
 from ultr.algorithms.naive import naive_loss, oracle_loss
 from ultr.algorithms.pairwise import pairwise_debiasing_loss
+from ultr.errors import DataError
 from ultr.train.state import TrainState
 
 # Methods trained on click sessions; the doubly-robust estimator trains on whole candidate lists with
@@ -39,6 +40,9 @@ class Steps:
     score: Callable[[Any, jax.Array, jax.Array], jax.Array]
     propensity_curve: Callable[[Any], jax.Array]  # relative examination per position 1..K
     learns_propensity: bool
+    # How often JAX traced the train step: the Python body runs only while tracing, and every
+    # trace of a jitted function is a compile, so 1 means the step never recompiled.
+    traces: list[int] = field(default_factory=lambda: [0])
 
 
 def trains_on_lists(method: str, method_cfg: Mapping[str, Any] | None) -> bool:
@@ -63,14 +67,14 @@ def make_steps(
     """Build init/train/score functions for `method`. `known` holds what a method reads instead
     of learning: `propensity` [K] (relative to position 1) for IPS, `alpha`/`beta` [K] for affine."""
     if method not in METHODS:
-        raise ValueError(f"method {method!r} is unknown; available: {list(METHODS)}")
+        raise DataError(f"method {method!r} is unknown; available: {list(METHODS)}")
     known = {k: jnp.asarray(v, jnp.float32) for k, v in (known or {}).items()}
     if method in KNOWN_PROPENSITY and "propensity" not in known:
-        raise ValueError(f"{method} needs propensities (known['propensity'])")
+        raise DataError(f"{method} needs propensities (known['propensity'])")
     if method == "dr" and "alpha" not in known:
-        raise ValueError("dr needs the click model's alpha (and beta) per position (known['alpha'])")
+        raise DataError("dr needs the click model's alpha (and beta) per position (known['alpha'])")
     if method == "affine" and not {"alpha", "beta"} <= known.keys():
-        raise ValueError("affine needs the trust-bias parameters alpha and beta per position (a trust click model's propensities.json)")
+        raise DataError("affine needs the trust-bias parameters alpha and beta per position (a trust click model's propensities.json)")
     max_weight, max_relevance_weight = (
         None if method_cfg.get(k) is None else float(method_cfg[k]) for k in ("max_weight", "max_relevance_weight"))
     rank_weight = float(method_cfg.get("rank_weight", 1.0))
@@ -186,5 +190,11 @@ def make_steps(
         return jnp.exp(logits - logits[0])  # softmax-normalised towers; additive two-tower: odds ratio
 
     learns = method in GRADIENT_PROPENSITY or method == "pairwise"
+    traces = [0]
+
+    def counted_step(*args: Any) -> Any:
+        traces[0] += 1
+        return train_step(*args)
+
     # The state is donated: its buffers are reused for the next state instead of copied.
-    return Steps(init, jax.jit(train_step, donate_argnums=0), jax.jit(score), jax.jit(propensity_curve), learns)
+    return Steps(init, jax.jit(counted_step, donate_argnums=0), jax.jit(score), jax.jit(propensity_curve), learns, traces)
