@@ -50,6 +50,11 @@ def main() -> None:
                     row[f"{m}_vali_ndcg@10"] = r["vali"]["ndcg@10"]
                     if "propensity" in r:
                         row[f"{m}_prop_err"] = r["propensity"].get("mean_relative_error")
+                        row[f"{m}_diverged"] = "warning" in r["propensity"]
+                    if "fallback" in r:  # the first run diverged and was trained again
+                        fb = r["fallback"]
+                        row[f"{m}_fallback"] = {"kept": fb["kept"], **{
+                            f"{name}_prop_err": run.get("propensity_error") for name, run in fb["runs"].items()}}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     summary = {}

@@ -31,13 +31,21 @@ def test_dla_golden_values():
 
 
 def test_dla_gradients_are_separate():
-    # Weights are constants: dL/de = wR-weighted softmax CE gradient = pE - onehot; dL/ds likewise with pR.
+    """Two clicks with unequal weights, so a weight does not cancel out of its normalised loss.
+
+    e = [ln2, 0, 0]: pE = [.5, .25, .25], wE = pE_1 / pE_i = [1, 2, 2]
+    s = [ln3, 0, 0]: pR = [.6, .2, .2],   wR = [1, 3, 3];  clicks at positions 1 and 2.
+    With both weights constant:
+      dL/ds = pR - c wE / sum(c wE) = [.6 - 1/3, .2 - 2/3, .2] = [4/15, -7/15, 3/15]
+      dL/de = pE - c wR / sum(c wR) = [.5 - 1/4, .25 - 3/4, .25] = [1/4, -1/2, 1/4]
+    Without the stop-gradient on wR, the propensity loss also sends a gradient to s (and without the
+    one on wE, the ranker loss to e), and these values change."""
     e = jnp.array([[LN2, 0.0, 0.0]])
-    s = jnp.zeros((1, 3))
-    c = jnp.array([[0.0, 1.0, 0.0]])
+    s = jnp.array([[math.log(3), 0.0, 0.0]])
+    c = jnp.array([[1.0, 1.0, 0.0]])
     g_s, g_e = jax.grad(lambda s, e: dla_loss(s, e, c, POS, ALL).total, argnums=(0, 1))(s, e)
-    np.testing.assert_allclose(g_e, [[0.5, -0.75, 0.25]], atol=1e-6)
-    np.testing.assert_allclose(g_s, [[1 / 3, -2 / 3, 1 / 3]], atol=1e-6)
+    np.testing.assert_allclose(g_s, [[4 / 15, -7 / 15, 3 / 15]], atol=1e-6)
+    np.testing.assert_allclose(g_e, [[1 / 4, -1 / 2, 1 / 4]], atol=1e-6)
 
 
 def test_batch_normalisation_over_all_sessions():
@@ -148,3 +156,40 @@ def test_masked_log_softmax_and_readout():
     np.testing.assert_allclose(ls, [[-LN2, -LN2, 0.0]], rtol=1e-6)
     np.testing.assert_allclose(relative_propensity(jnp.log(jnp.array([0.68, 0.34, 0.068]))), [1.0, 0.5, 0.1], rtol=1e-5)
     assert softmax_cross_entropy(jnp.zeros((1, 3)), jnp.zeros((1, 3)), ALL) == 0.0
+
+
+def test_context_tower_curve_is_the_average_over_logged_contexts():
+    """The context tower's curve is each logged session's exp(e_k - e_1), with e read at that
+    session's shown documents, averaged over the sessions showing positions 1 and k; checked
+    against a loop over sessions. The tower's output layer starts at zero, so it is perturbed
+    first: a reading that ignores the context would then be a different curve."""
+    from ultr.api import default_config
+    from ultr.experiment import build_steps
+    from ultr.models.propensity import ContextPropensity
+
+    K, F, S = 4, 3, 7
+    steps = build_steps("dla", default_config(["propensity=context", "model.hidden=[8]"]), F, K)
+    assert steps.uses_context
+    p = steps.init(jax.random.PRNGKey(0), 2).propensity
+    leaves, tree = jax.tree_util.tree_flatten(p)
+    keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+    p = jax.tree_util.tree_unflatten(tree, [x + 0.5 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+    rng = np.random.default_rng(0)
+    features = jnp.asarray(rng.normal(size=(20, F)).astype(np.float32))
+    doc = rng.integers(0, 20, size=(S, K)).astype(np.int32)
+    mask = np.ones((S, K), bool)
+    mask[2, 3] = mask[5, 2:] = False  # shorter lists
+    mask[6, 0] = False  # position 1 not shown: this session says nothing about ratios to it
+    tower = ContextPropensity(K, (32,))
+    total, count = np.zeros(K), np.zeros(K)
+    for s in range(S):
+        if not mask[s, 0]:
+            continue
+        e = np.asarray(tower.apply(p, jnp.arange(1, K + 1), features[doc[s]]))
+        for k in range(K):
+            if mask[s, k]:
+                total[k] += math.exp(e[k] - e[0])
+                count[k] += 1
+    curve = np.asarray(steps.propensity_curve(p, (jnp.asarray(doc), jnp.asarray(mask), features)))
+    np.testing.assert_allclose(curve, total / count, rtol=1e-5)
+    assert np.abs(np.asarray(steps.propensity_curve(p, None)) - curve).max() > 1e-3  # the context matters

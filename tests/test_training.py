@@ -263,3 +263,37 @@ def test_with_overrides_sets_existing_keys_only():
     for bad in ("model.dropot=0.3", "modle.dropout=0.3", "model.dropout"):
         with pytest.raises(DataError, match="selection candidate override"):
             with_overrides(cfg, [bad])
+
+
+def test_diverged_curve_trains_again_with_the_severe_bias_settings(tmp_path, monkeypatch):
+    """A diverged curve (the propensity warning) makes the default run train DLA again with
+    `fallback.overrides` and keep the retrained run; results.json records both. Divergence is
+    forced on the first check (a real one takes minutes of eta=2 training; RESULTS has those)."""
+    import ultr.experiment as experiment
+
+    calls = []
+    real = experiment.propensity_warning
+
+    def first_diverges(curve, *a):
+        calls.append(1)
+        return "the learned curve puts position 4 at 171x position 1" if len(calls) == 1 else real(curve, *a)
+
+    monkeypatch.setattr(experiment, "propensity_warning", first_diverges)
+    cfg = small_cfg(**{"algorithm.methods": "[dla]", "trainer.checkpoint": "false"})
+    r = run_experiment(cfg, tmp_path)
+    fb = r["methods"]["dla"]["fallback"]
+    assert fb["kept"] == "fallback" and fb["overrides"] == cfg["fallback"]["overrides"]
+    assert set(fb["runs"]) == {"first", "fallback"} and "171x" in fb["trigger"]
+    first, again = fb["runs"]["first"], fb["runs"]["fallback"]
+    assert first["propensity"] != again["propensity"] and "propensity_error" in again
+    # the reported curve and validation score are the retrained run's
+    assert r["methods"]["dla"]["propensity"]["estimated"] == again["propensity"]
+    assert r["methods"]["dla"]["vali"]["ndcg@10"] == again["vali_ndcg@10"]
+    # severe but not diverged: both are trained and the better on validation is kept
+    cfg["fallback"]["severe_below"] = 1.1  # every curve counts as severe
+    r = run_experiment(cfg, tmp_path / "severe")
+    fb = r["methods"]["dla"]["fallback"]
+    runs = fb["runs"]
+    assert fb["trigger"].startswith("severe bias") and len(calls) > 2
+    assert fb["kept"] == ("fallback" if runs["fallback"]["vali_ndcg@10"] > runs["first"]["vali_ndcg@10"] else "first")
+    assert r["methods"]["dla"]["vali"]["ndcg@10"] == max(run["vali_ndcg@10"] for run in runs.values())

@@ -139,7 +139,7 @@ def train_method(
     average = int(tr.get("propensity_average") or 1)
     prop = tail_average_curve(result.history, average) if steps.learns_propensity and average > 1 else None
     if prop is None and (steps.learns_propensity or method in KNOWN_PROPENSITY):
-        prop = read_propensity(steps, result.final_state.propensity, list_size)
+        prop = read_propensity(steps, result.final_state.propensity, list_size, result.contexts)
     return TrainedMethod(method, steps, result, prop, global_batch)
 
 
@@ -178,6 +178,39 @@ def train_selected(method: str, cfg: Mapping[str, Any], *args: Any, checkpoint_d
          **({"propensity": [float(v) for v in t.propensity]} if t.propensity is not None else {})}
         for t, o in runs]}
     return runs[best][0], record
+
+
+def train_with_fallback(method: str, cfg: Mapping[str, Any], *args: Any, checkpoint_dir: Path, **kw: Any
+                        ) -> tuple[TrainedMethod, dict[str, Any] | None, dict[str, Any] | None]:
+    """`train_selected`; then, for a method `fallback.methods` lists, once more with
+    `fallback.overrides` (the severe-bias settings) when the first run's curve says the bias is
+    severe: it diverged (`propensity_warning`), or its deepest position is examined less than
+    `fallback.severe_below` as often as position 1. A diverged first run gives way to the
+    retrained one (unless that diverges too); otherwise the better of the two on validation
+    nDCG@10 is kept. Returns (kept run, selection record, fallback record or None)."""
+    trained, selection = train_selected(method, cfg, *args, checkpoint_dir=checkpoint_dir, **kw)
+    fb = cfg.get("fallback") or {}
+    if method not in (fb.get("methods") or []) or trained.propensity is None or not trained.steps.learns_propensity:
+        return trained, selection, None
+    warning = propensity_warning(trained.propensity)
+    deepest = float(trained.propensity[-1] / trained.propensity[0])
+    severe = deepest < float(fb.get("severe_below") or 0.0)
+    if warning is None and not severe:
+        return trained, selection, None
+    trigger = warning or f"severe bias: the learned examination at position {len(trained.propensity)} is {deepest:.3g} of position 1"
+    overrides = [str(o) for o in fb.get("overrides") or []]
+    print(f"{method}: {'the learned curve diverged' if warning else 'severe bias'}; training again with the severe-bias "
+          f"settings {overrides}", file=sys.stderr)
+    again = train_method(method, with_overrides(cfg, overrides), *args, tag=f"{method}[fallback]",
+                         checkpoint_dir=checkpoint_dir.with_name(f"{checkpoint_dir.name}-fallback"), **kw)
+    again_diverged = propensity_warning(again.propensity) is not None
+    better = again.fit.best_vali > trained.fit.best_vali
+    keep_again = (not again_diverged or better) if warning else (better and not again_diverged)
+    record = {"trigger": trigger, "overrides": overrides, "kept": "fallback" if keep_again else "first",
+              "runs": {name: {"vali_ndcg@10": t.fit.best_vali, "best_step": t.fit.best_step,
+                              "propensity": [float(v) for v in t.propensity]}
+                       for name, t in (("first", trained), ("fallback", again))}}
+    return (again if keep_again else trained), selection, record
 
 
 def known_inputs(method: str, cfg: Mapping[str, Any], features: FeatureTable, sessions: Sessions,
@@ -326,8 +359,9 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
             continue
         known = known_inputs(method, cfg, features, sessions, true_curve, sidecar)
         with stages(f"train:{method}"):
-            trained, selection = train_selected(method, cfg, features, features_dev, sessions, train_lists, vali, writer=writer,
-                                                known=known, checkpoint_dir=run_dir / "checkpoints" / f"{method}-train")
+            trained, selection, fallback = train_with_fallback(
+                method, cfg, features, features_dev, sessions, train_lists, vali, writer=writer, known=known,
+                checkpoint_dir=run_dir / "checkpoints" / f"{method}-train")
         f = trained.fit
         if f.resumed_from_step is not None:
             resumed[method] = f.resumed_from_step
@@ -360,6 +394,11 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
                 if true_curve is not None and "propensity" in c:
                     c["propensity_error"] = propensity_error(c["propensity"], true_curve)
             entry["selection"] = selection
+        if fallback is not None:
+            for run in fallback["runs"].values():
+                if true_curve is not None:
+                    run["propensity_error"] = propensity_error(run["propensity"], true_curve)
+            entry["fallback"] = fallback
         if cfg["trainer"].get("checkpoint", True):
             entry["checkpoint"] = str(save_state(f.best_state, run_dir / "checkpoints" / method))
         results[method] = entry
@@ -411,6 +450,10 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
             scores_text = ", ".join(f"[{i}] {c['vali_ndcg@10']:.4f}" for i, c in enumerate(sel["candidates"]))
             print(f"{method}: kept candidate [{sel['chosen']}] {sel['candidates'][sel['chosen']]['overrides']} "
                   f"by validation nDCG@10 ({scores_text})", file=sys.stdout)
+        if "fallback" in r:
+            fb = r["fallback"]
+            print(f"note: {method}: the first run's curve diverged; trained again with {fb['overrides']} and kept the "
+                  f"{'retrained' if fb['kept'] == 'fallback' else 'first'} run (results.json: {method}.fallback)", file=sys.stdout)
         if "warning" in r.get("propensity", {}):
             print(f"warning: {method}: {r['propensity']['warning']}", file=sys.stdout)
     print(f"\nrun directory: {run_dir}", file=sys.stdout)

@@ -22,6 +22,18 @@ def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(mask, x, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
 
 
+def rem_position_posteriors(scores: jax.Array, propensity_logits: jax.Array, clicks: jax.Array, position: jax.Array,
+                            mask: jax.Array, list_size: int) -> tuple[jax.Array, jax.Array]:
+    """Per position k: the sum of P(E=1 | c) over the batch's items shown at k, and their count.
+    Wang et al.'s M-step for a per-position examination is their ratio (the mean posterior)."""
+    gamma, theta = jax.nn.sigmoid(scores), jax.nn.sigmoid(propensity_logits)
+    post_e = clicks + (1 - clicks) * theta * (1 - gamma) / jnp.maximum(1.0 - theta * gamma, 1e-6)
+    idx = jnp.clip(position - 1, 0, list_size - 1)
+    sums = jnp.zeros(list_size).at[idx].add(jnp.where(mask, post_e, 0.0))
+    counts = jnp.zeros(list_size).at[idx].add(mask.astype(jnp.float32))
+    return jax.lax.stop_gradient(sums), counts
+
+
 def rem_loss(scores: jax.Array, propensity_logits: jax.Array, clicks: jax.Array, mask: jax.Array) -> TowerLosses:
     """Regression-EM (Wang, Golbandi, Bendersky, Metzler, Najork, WSDM 2018).
 

@@ -38,14 +38,14 @@ _LOG_WEIGHT_CAP = 18.42  # ~1e8: far beyond any real position-bias ratio
 
 def inverse_weights(logits: jax.Array, position: jax.Array, mask: jax.Array, max_weight: float | None = None,
                     normalization: str = "softmax") -> jax.Array:
-    """stop_grad(p_first / p_i) with p = softmax over the list (or sigmoid per item); 0 on
-    padding; optionally clipped."""
+    """p_first / p_i with p = softmax over the list (or sigmoid per item); 0 on padding;
+    optionally clipped. Differentiable: the caller decides what is a constant."""
     logp = masked_log_softmax(logits, mask) if normalization == "softmax" else jax.nn.log_sigmoid(logits)
     first = jnp.sum(jnp.where(_first_item(position, mask), logp, 0.0), axis=-1, keepdims=True)
     w = jnp.where(mask, jnp.exp(jnp.minimum(first - logp, _LOG_WEIGHT_CAP)), 0.0)
     if max_weight is not None:
         w = jnp.minimum(w, max_weight)
-    return jax.lax.stop_gradient(w)
+    return w
 
 
 def dla_loss(
@@ -87,8 +87,10 @@ def dla_loss(
     if loss_normalization not in ("batch", "list"):
         raise DataError(f"dla loss_normalization={loss_normalization!r}; use batch or list")
     per_list = loss_normalization == "list"
-    w_exam = inverse_weights(propensity_logits, position, mask, max_weight, normalization)
-    w_rel = inverse_weights(scores, position, mask, max_weight, normalization)
+    # Each tower's weights are constants for the other tower's loss: without these two
+    # stop-gradients the ranker would also be trained through the propensity loss and vice versa.
+    w_exam = jax.lax.stop_gradient(inverse_weights(propensity_logits, position, mask, max_weight, normalization))
+    w_rel = jax.lax.stop_gradient(inverse_weights(scores, position, mask, max_weight, normalization))
     if max_relevance_weight is not None:
         w_rel = jnp.minimum(w_rel, max_relevance_weight)
     l_rank = softmax_cross_entropy(scores, clicks, mask, w_exam, per_list=per_list)

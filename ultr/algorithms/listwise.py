@@ -24,7 +24,7 @@ def softmax_cross_entropy(
     scores: jax.Array, targets: jax.Array, mask: jax.Array, weights: jax.Array | None = None,
     *, per_list: bool = False,
 ) -> jax.Array:
-    """-sum_lists sum_i t_i w_i log softmax(s)_i / sum_lists sum_i t_i w_i.
+    """-sum_lists sum_i t_i w_i log softmax(s)_i / sum_lists sum_i |t_i w_i|.
 
     Normalised over the whole batch (ALGORITHMS.md), not per list as `rax.softmax_loss` does:
     a session with two clicks weighs twice one with one. Lists with no positive target add
@@ -36,6 +36,11 @@ def softmax_cross_entropy(
     matters). ULTRA's softmax loss, despite normalising each list, multiplies the list's
     cross-entropy back by its total weight: that is the batch form above.
 
+    The normaliser sums |t w|: for the usual non-negative targets that is the sum of the targets,
+    and for signed ones (DR or the affine correction without `clip_negative`) it cannot reach 0
+    while a list carries evidence, so the loss neither vanishes nor explodes when the positive and
+    negative targets cancel.
+
     Args:
       scores: [..., K] model scores. targets: [..., K] clicks or graded labels (>= 0).
       mask: [..., K] bool, False for padding. weights: [..., K] per-item weights (default 1).
@@ -43,9 +48,9 @@ def softmax_cross_entropy(
     t = jnp.where(mask, targets, 0.0)
     if weights is not None:
         t = t * weights
-    den = jnp.sum(t)
+    den = jnp.sum(jnp.abs(t))
     if per_list:
-        per = jnp.sum(t, axis=-1, keepdims=True)
+        per = jnp.sum(jnp.abs(t), axis=-1, keepdims=True)
         dist = jnp.where(per > 0, t / jnp.maximum(per, 1e-30), 0.0)
         num = -jnp.sum(dist * masked_log_softmax(scores, mask))
     else:

@@ -3,8 +3,11 @@
 
 Position biases t+_k (of clicked items) and t-_k (of unclicked ones) divide a pairwise logistic
 loss; they are re-estimated in closed form from the same pairs (their eq. with p = 0):
-  t+_k ∝ sum_{pairs, clicked at k} l_ij / t-_{k_j},   t-_k ∝ sum_{pairs, unclicked at k} l_ij / t+_{k_i},
-normalised so that t_1 = 1 (where they are used and read out).
+  t+_k = S+_k / S+_1,  S+_k = sum_{pairs, clicked at k} l_ij / t-_{k_j},
+  t-_k = S-_k / S-_1,  S-_k = sum_{pairs, unclicked at k} l_ij / t+_{k_i}.
+The paper recomputes the sums over the whole log at each boosting round; with minibatches the sums
+are exponential moving averages of the batch sums (a window of about 1 / (1 - momentum) batches),
+and the ratio of the averaged sums is taken, not an average of per-batch ratios.
 """
 
 from __future__ import annotations
@@ -17,36 +20,37 @@ import jax.numpy as jnp
 
 class PairwiseOut(NamedTuple):
     loss: jax.Array
-    log_t_plus: jax.Array  # batch estimate of log t+ per position [K], up to a constant
-    log_t_minus: jax.Array
-    has_plus: jax.Array  # positions with evidence in this batch
-    has_minus: jax.Array
+    plus: jax.Array  # this batch's closed-form sums for t+ per position [K] (Hu et al., eq. with p = 0)
+    minus: jax.Array  # and for t-
+
+
+def bias_ratios(sums: jax.Array) -> jax.Array:
+    """t_k = S_k / S_1 from accumulated per-position sums; 1 where there is no evidence yet."""
+    ok = (sums > 0) & (sums[0] > 0)
+    return jnp.where(ok, sums / jnp.where(ok, sums[0], 1.0), 1.0)
 
 
 def pairwise_debiasing_loss(scores: jax.Array, clicks: jax.Array, position: jax.Array, mask: jax.Array,
-                            log_t_plus: jax.Array, log_t_minus: jax.Array) -> PairwiseOut:
-    """Loss over all (clicked i, unclicked j) pairs of each list, weighted by 1 / (t+_{k_i} t-_{k_j})."""
-    K = log_t_plus.shape[0]
+                            t_plus_sums: jax.Array, t_minus_sums: jax.Array) -> PairwiseOut:
+    """Loss over all (clicked i, unclicked j) pairs of each list, weighted by 1 / (t+_{k_i} t-_{k_j}),
+    with t+ and t- read from the accumulated sums (`bias_ratios`), plus this batch's sums:
+      S+_k = sum over pairs whose clicked item is at k of l_ij / t-_{k_j},
+      S-_k = sum over pairs whose unclicked item is at k of l_ij / t+_{k_i}.
+    Sums over pairs, not averages over items: how often position k is clicked is what carries its
+    bias, and dividing by the number of clicked items there would cancel it."""
+    K = t_plus_sums.shape[0]
     idx = jnp.clip(position - 1, 0, K - 1)
     pos_item = (clicks > 0) & mask
     neg_item = (clicks <= 0) & mask
     pair = pos_item[..., :, None] & neg_item[..., None, :]  # [..., i, j]
     diff = scores[..., :, None] - scores[..., None, :]
     l = jnp.where(pair, jax.nn.softplus(-diff), 0.0)
-    # Only ratios to position 1 matter; normalising here keeps the loss scale independent of the
-    # running estimates' absolute level.
-    tp = jnp.exp(jax.lax.stop_gradient(log_t_plus - log_t_plus[0]))[idx]
-    tm = jnp.exp(jax.lax.stop_gradient(log_t_minus - log_t_minus[0]))[idx]
+    tp = jax.lax.stop_gradient(bias_ratios(t_plus_sums))[idx]
+    tm = jax.lax.stop_gradient(bias_ratios(t_minus_sums))[idx]
     w = 1.0 / (tp[..., :, None] * tm[..., None, :])
     n_pairs = jnp.maximum(jnp.sum(pair), 1)
     loss = jnp.sum(l * w) / n_pairs
-    # Closed-form bias update from this batch's pairs (constants for the ranker).
-    lc = jax.lax.stop_gradient(l)
+    lc = jax.lax.stop_gradient(l)  # the bias update is a constant for the ranker
     plus = jnp.zeros(K).at[idx].add(jnp.sum(lc / tm[..., None, :], axis=-1))
     minus = jnp.zeros(K).at[idx].add(jnp.sum(lc / tp[..., :, None], axis=-2))
-    # Per-item averages, so the estimates do not depend on how many pairs a batch happens to hold.
-    n_plus = jnp.zeros(K).at[idx].add(jnp.where(pos_item, 1.0, 0.0))
-    n_minus = jnp.zeros(K).at[idx].add(jnp.where(neg_item, 1.0, 0.0))
-    log_plus = jnp.log(jnp.maximum(plus, 1e-30)) - jnp.log(jnp.maximum(n_plus, 1.0))
-    log_minus = jnp.log(jnp.maximum(minus, 1e-30)) - jnp.log(jnp.maximum(n_minus, 1.0))
-    return PairwiseOut(loss, log_plus, log_minus, plus > 0, minus > 0)
+    return PairwiseOut(loss, plus, minus)

@@ -41,7 +41,7 @@ def dla_propensity(sessions: Sessions, cfg: Mapping[str, Any]) -> np.ndarray:
         max_label=1.0, train_steps=int(d["steps"]), eval_every=int(d["steps"]), patience=None,
         seed=int(cfg["seed"]), list_size=K, progress=bool(d.get("progress", True)), name="dla",
     )
-    return read_propensity(steps, result.final_state.propensity, K)
+    return read_propensity(steps, result.final_state.propensity, K, result.contexts)
 
 
 def estimate_bias(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +39,7 @@ class FitResult:
     compiles: int = 0
     final_state: TrainState | None = None
     resumed_from_step: int | None = None
+    contexts: Any = None  # logged sessions a context tower's curve is averaged over (curve_contexts)
 
 
 def tail_average_curve(history: list[dict[str, Any]], evaluations: int) -> np.ndarray | None:
@@ -78,8 +79,22 @@ def score_lists(steps: Steps, ranker_params: Any, lists: QueryLists, features: j
     return scores
 
 
-def read_propensity(steps: Steps, prop_params: Any, list_size: int) -> np.ndarray:
-    return np.asarray(steps.propensity_curve(prop_params))[:list_size]
+def read_propensity(steps: Steps, prop_params: Any, list_size: int, contexts: Any = None) -> np.ndarray:
+    return np.asarray(steps.propensity_curve(prop_params, contexts if steps.uses_context else None))[:list_size]
+
+
+CURVE_SESSIONS = 16_384  # logged sessions a context tower's curve is averaged over
+
+
+def curve_contexts(steps: Steps, arrays: Mapping[str, np.ndarray], features: Any) -> Any:
+    """The logged sessions a context tower's curve averages over: all of them up to
+    CURVE_SESSIONS, else that many spread evenly over the log (a fixed set, so the curves of
+    successive evaluations are comparable)."""
+    if not steps.uses_context or "doc_index" not in arrays:
+        return None
+    n = len(arrays["doc_index"])
+    rows = np.unique(np.linspace(0, n - 1, min(n, CURVE_SESSIONS)).astype(np.int64))
+    return jnp.asarray(arrays["doc_index"][rows]), jnp.asarray(arrays["mask"][rows]), features
 
 
 def fit(
@@ -142,6 +157,7 @@ def fit(
         best.resumed_from_step = start
     state = sharder.replicate(state)
     features = None if features is None else sharder.replicate(features)
+    best.contexts = contexts = curve_contexts(steps, train.arrays, features)
     stopped = meta_done = start >= train_steps or (resume and ckpt is not None and ckpt.finished())
     t0 = time.perf_counter()
     bar = tqdm(total=train_steps, initial=start, desc=name, disable=not progress, file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
@@ -190,7 +206,7 @@ def fit(
                 means, _, _ = evaluate_scores(scores, vali.label, vali.mask, max_label)
                 last_vali = means["ndcg@10"]
                 best.history[-1]["vali_ndcg@10"] = last_vali
-                curve = read_propensity(steps, state.propensity, list_size).astype(np.float64) if steps.learns_propensity else None
+                curve = read_propensity(steps, state.propensity, list_size, contexts).astype(np.float64) if steps.learns_propensity else None
                 if curve is not None:
                     best.history[-1]["propensity"] = [round(float(v), 7) for v in curve]
                 if watch_curve:

@@ -12,12 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ultr.algorithms.click_models import rem_loss, two_tower_loss
+from ultr.algorithms.click_models import rem_loss, rem_position_posteriors, two_tower_loss
 from ultr.algorithms.dla import dla_loss
 from ultr.algorithms.doubly_robust import dr_loss
 from ultr.algorithms.ips import affine_log_loss, affine_loss, ips_loss
 from ultr.algorithms.naive import naive_loss, oracle_loss
-from ultr.algorithms.pairwise import pairwise_debiasing_loss
+from ultr.algorithms.pairwise import bias_ratios, pairwise_debiasing_loss
 from ultr.errors import DataError
 from ultr.train.state import TrainState
 
@@ -40,6 +40,7 @@ class Steps:
     score: Callable[[Any, jax.Array, jax.Array], jax.Array]
     propensity_curve: Callable[[Any], jax.Array]  # relative examination per position 1..K
     learns_propensity: bool
+    uses_context: bool  # the propensity tower reads what is shown: its curve needs logged contexts
     # How often JAX traced the train step: the Python body runs only while tracing, and every
     # trace of a jitted function is a compile, so 1 means the step never recompiled.
     traces: list[int] = field(default_factory=lambda: [0])
@@ -85,7 +86,14 @@ def make_steps(
     aggregate = trains_on_lists(method, method_cfg)
     # The DR direct method (a relevance regression on features) is trained by gradient in the
     # second tower's slot, with the second optimiser.
-    learns_gradient = method in GRADIENT_PROPENSITY or method == "dr"
+    # REM's M-step for the per-position examination in closed form (Wang et al.): the mean
+    # posterior P(E=1 | c) per position, as an online-EM moving average over batches.
+    rem_closed = method == "rem" and method_cfg.get("m_step", "gradient") == "closed"
+    if rem_closed and propensity_context:
+        raise DataError("algorithm.rem.m_step=closed fits one examination per position; use propensity=position")
+    if method == "rem" and method_cfg.get("m_step", "gradient") not in ("gradient", "closed"):
+        raise DataError(f"algorithm.rem.m_step={method_cfg.get('m_step')!r}; use gradient or closed")
+    learns_gradient = (method in GRADIENT_PROPENSITY and not rem_closed) or method == "dr"
 
     def inputs(features: jax.Array | None, doc_index: jax.Array) -> jax.Array:
         # Feature rankers read the device-resident feature matrix (the host ships only indices);
@@ -101,7 +109,7 @@ def make_steps(
         x = jnp.zeros(shape + (num_features,), jnp.float32) if num_features else jnp.zeros(shape, jnp.int32)
         r_params = ranker.init(k_r, x)
         if method == "pairwise":
-            p_params = {"log_t_plus": jnp.zeros(list_size), "log_t_minus": jnp.zeros(list_size)}
+            p_params = {"t_plus_sums": jnp.zeros(list_size), "t_minus_sums": jnp.zeros(list_size)}
         elif method == "dr":
             p_params = propensity.init(k_p, x)  # the DM: a second ranker over the same inputs
         else:
@@ -124,17 +132,19 @@ def make_steps(
                                max_relevance_weight=max_relevance_weight)
             elif method == "rem":
                 out = rem_loss(scores, logits, clicks, mask)
+                if rem_closed:
+                    aux["_post_sums"], aux["_post_counts"] = rem_position_posteriors(scores, logits, clicks, pos, mask, list_size)
             else:
                 out = two_tower_loss(scores, logits, clicks, mask, combine=combine)
-            return out.total, {"loss": out.total, "rank_loss": out.rank, "propensity_loss": out.propensity}
+            return out.total, {"loss": out.total, "rank_loss": out.rank, "propensity_loss": out.propensity, **aux}
         if method == "dr":
             dm_logits = propensity.apply(p_params, x)
             out = dr_loss(scores, dm_logits, clicks, batch["exposure"], batch["bias"], batch["sessions"], mask,
                           max_weight=max_weight, clip_negative=clip_negative, direct=bool(method_cfg.get('direct', True)))
             return out.total, {"loss": out.total, "rank_loss": out.rank, "dm_loss": out.dm}
         if method == "pairwise":
-            out = pairwise_debiasing_loss(scores, clicks, pos, mask, p_params["log_t_plus"], p_params["log_t_minus"])
-            aux = {"_log_t_plus": out.log_t_plus, "_log_t_minus": out.log_t_minus, "_has_plus": out.has_plus, "_has_minus": out.has_minus}
+            out = pairwise_debiasing_loss(scores, clicks, pos, mask, p_params["t_plus_sums"], p_params["t_minus_sums"])
+            aux = {"_plus": out.plus, "_minus": out.minus}
             return out.loss, {"loss": out.loss, "rank_loss": out.loss, **aux}
         if method == "naive":
             loss = naive_loss(scores, clicks, mask)
@@ -160,14 +170,17 @@ def make_steps(
         if learns_gradient:
             upd_p, opt_p = tx_propensity.update(g_p, state.propensity_opt, state.propensity)
             prop_params = optax.apply_updates(state.propensity, upd_p)
+        elif rem_closed:
+            sums, counts = metrics.pop("_post_sums"), metrics.pop("_post_counts")
+            theta = jax.nn.sigmoid(prop_params["params"]["logits"])
+            theta = jnp.where(counts > 0, ema * theta + (1 - ema) * sums / jnp.maximum(counts, 1.0), theta)
+            theta = jnp.clip(theta, 1e-6, 1 - 1e-6)
+            prop_params = {"params": {"logits": jnp.log(theta) - jnp.log1p(-theta)}}
         elif method == "pairwise":
-            # Moving average of the closed-form batch estimates, only where the batch has evidence.
-            def blend(old, new, has):
-                return jnp.where(has, ema * old + (1 - ema) * new, old)
-
+            # Moving averages of the closed-form sums (their ratios are the biases).
             prop_params = {
-                "log_t_plus": blend(prop_params["log_t_plus"], metrics.pop("_log_t_plus"), metrics.pop("_has_plus")),
-                "log_t_minus": blend(prop_params["log_t_minus"], metrics.pop("_log_t_minus"), metrics.pop("_has_minus")),
+                "t_plus_sums": ema * prop_params["t_plus_sums"] + (1 - ema) * metrics.pop("_plus"),
+                "t_minus_sums": ema * prop_params["t_minus_sums"] + (1 - ema) * metrics.pop("_minus"),
             }
         new = state.replace(step=state.step + 1, ranker=ranker_params, propensity=prop_params, ranker_opt=opt_r, propensity_opt=opt_p, key=key)
         return new, metrics
@@ -175,19 +188,29 @@ def make_steps(
     def score(r_params, doc_index, features):
         return ranker.apply(r_params, inputs(features, doc_index), train=False)
 
-    def propensity_curve(p_params):
+    def relative(logits: jax.Array) -> jax.Array:
+        """Examination of each position relative to the first, from the tower's logits [..., K]."""
+        if method == "rem" or (method == "two_tower" and combine == "multiplicative") or (method == "dla" and normalization == "sigmoid"):
+            e = jax.nn.sigmoid(logits)
+            return e / e[..., :1]
+        return jnp.exp(logits - logits[..., :1])  # softmax-normalised towers; additive two-tower: odds ratio
+
+    def propensity_curve(p_params, contexts=None):
+        """The curve over positions 1..K. A context tower's examination depends on what is shown,
+        so its curve is the average of each logged session's own relative curve: `contexts` =
+        (doc_index [S, K], mask [S, K], features) of logged sessions, averaged over the sessions
+        that show both position 1 and position k."""
         if method == "pairwise":
-            return jnp.exp(p_params["log_t_plus"] - p_params["log_t_plus"][0])
+            return bias_ratios(p_params["t_plus_sums"])
         if method in KNOWN_PROPENSITY:
             return known["propensity"] / known["propensity"][0]
-        logits = propensity.apply(p_params, jnp.arange(1, list_size + 1, dtype=jnp.int32), None)
-        if method == "rem" or (method == "two_tower" and combine == "multiplicative"):
-            e = jax.nn.sigmoid(logits)
-            return e / e[0]
-        if method == "dla" and normalization == "sigmoid":
-            e = jax.nn.sigmoid(logits)
-            return e / e[0]
-        return jnp.exp(logits - logits[0])  # softmax-normalised towers; additive two-tower: odds ratio
+        positions = jnp.arange(1, list_size + 1, dtype=jnp.int32)
+        if contexts is None or context(jnp.zeros((1, num_features))) is None:
+            return relative(propensity.apply(p_params, positions, None))
+        doc_index, mask, features = contexts
+        per_session = relative(propensity.apply(p_params, jnp.broadcast_to(positions, doc_index.shape), inputs(features, doc_index)))
+        both = mask & mask[:, :1]
+        return jnp.sum(jnp.where(both, per_session, 0.0), axis=0) / jnp.maximum(jnp.sum(both, axis=0), 1)
 
     learns = method in GRADIENT_PROPENSITY or method == "pairwise"
     traces = [0]
@@ -197,4 +220,5 @@ def make_steps(
         return train_step(*args)
 
     # The state is donated: its buffers are reused for the next state instead of copied.
-    return Steps(init, jax.jit(counted_step, donate_argnums=0), jax.jit(score), jax.jit(propensity_curve), learns, traces)
+    uses_context = learns and method != "pairwise" and context(jnp.zeros((1, num_features))) is not None
+    return Steps(init, jax.jit(counted_step, donate_argnums=0), jax.jit(score), jax.jit(propensity_curve), learns, uses_context, traces)
