@@ -281,7 +281,7 @@ def test_rem_closed_form_m_step_golden():
     sums, counts = rem_position_posteriors(z, z, clicks, pos, m, 2)
     np.testing.assert_allclose(sums, [1 + 1 / 3, 2 / 3], rtol=1e-6)
     np.testing.assert_allclose(counts, [2, 2])
-    steps = build_steps("rem", default_config(["algorithm.rem.m_step=closed", "model.hidden=[4]"]), 1, 2)
+    steps = build_steps("rem", default_config(["model.hidden=[4]"]), 1, 2)  # closed is the default
     state = steps.init(jax.random.PRNGKey(0), 2)
     state = state.replace(ranker=jax.tree_util.tree_map(jnp.zeros_like, state.ranker))  # scores 0: gamma = .5
     batch = {"doc_index": np.zeros((2, 2), np.int32), "targets": np.asarray(clicks), "mask": np.ones((2, 2), bool),

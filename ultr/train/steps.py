@@ -88,10 +88,10 @@ def make_steps(
     # second tower's slot, with the second optimiser.
     # REM's M-step for the per-position examination in closed form (Wang et al.): the mean
     # posterior P(E=1 | c) per position, as an online-EM moving average over batches.
-    rem_closed = method == "rem" and method_cfg.get("m_step", "gradient") == "closed"
+    rem_closed = method == "rem" and method_cfg.get("m_step", "closed") == "closed"
     if rem_closed and propensity_context:
         raise DataError("algorithm.rem.m_step=closed fits one examination per position; use propensity=position")
-    if method == "rem" and method_cfg.get("m_step", "gradient") not in ("gradient", "closed"):
+    if method == "rem" and method_cfg.get("m_step", "closed") not in ("gradient", "closed"):
         raise DataError(f"algorithm.rem.m_step={method_cfg.get('m_step')!r}; use gradient or closed")
     learns_gradient = (method in GRADIENT_PROPENSITY and not rem_closed) or method == "dr"
 
