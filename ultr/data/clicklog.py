@@ -69,10 +69,9 @@ def _first_ragged_line(path: Path, sep: str) -> tuple[int, int, int] | None:
 
 
 def _first_bad_json_line(path: Path, block: int = 1 << 20) -> tuple[int, str] | None:
-    """Decode blocks of lines at once; only a failing block is searched line by line."""
-    lines = _lines(path).filter(pl.col("line").str.strip_chars() != "").collect()
-    for start in range(0, lines.height, block):
-        part = lines.slice(start, block)
+    """Decode blocks of lines at once (streamed: memory is one block); only a failing block is
+    searched line by line."""
+    for part in _lines(path).filter(pl.col("line").str.strip_chars() != "").collect_batches(chunk_size=block):
         try:
             part["line"].str.json_decode(infer_schema_length=None)
             continue
