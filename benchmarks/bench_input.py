@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from benchmarks._common import record  # noqa: E402
 from benchmarks.bench_train import CFG  # noqa: E402
 from ultr.data.batching import BatchIterator  # noqa: E402
-from ultr.experiment import build_steps  # noqa: E402
+from ultr.train.build import build_steps  # noqa: E402
 from ultr.train.distributed import Prefetcher, RowIterator, Sharder, data_mesh, gather_step, prefetch_depth  # noqa: E402
 
 

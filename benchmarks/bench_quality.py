@@ -20,7 +20,7 @@ from statistics import mean, pstdev
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import WORK, record  # noqa: E402
-from ultr.api import default_config  # noqa: E402
+from pipelines.config import default_config  # noqa: E402
 from ultr.experiment import run_experiment  # noqa: E402
 
 
@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--folds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--etas", type=float, nargs="+", default=[1.0])
-    ap.add_argument("--methods", default="all")
+    ap.add_argument("--methods", default="all", help="all: the config's methods; else a comma-separated list")
     ap.add_argument("--extra", nargs="*", default=[], help="more Hydra overrides")
     ap.add_argument("--tag", default="", help="suffix of the run directories, so runs with different --extra keep apart")
     args = ap.parse_args()
@@ -39,7 +39,7 @@ def main() -> None:
         for fold in args.folds:
             for seed in args.seeds:
                 over = [f"data.root={args.root}", f"data.fold={fold}", f"seed={seed}", f"click_model.eta={eta}",
-                        f"algorithm={args.methods}", "trainer.progress=false", "trainer.tensorboard=false",
+                        *([] if args.methods == "all" else [f"algorithm.methods=[{args.methods}]"]), "trainer.progress=false", "trainer.tensorboard=false",
                         "trainer.checkpoint=false", *args.extra]
                 run_dir = WORK / "quality" / f"eta{eta}_fold{fold}_seed{seed}_{args.methods}{'_' + args.tag if args.tag else ''}"
                 with contextlib.redirect_stdout(io.StringIO()):

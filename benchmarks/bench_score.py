@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from benchmarks._common import record  # noqa: E402
 from benchmarks.bench_train import CFG, gemm_block  # noqa: E402
 from ultr.data.batching import QueryLists  # noqa: E402
-from ultr.experiment import build_steps  # noqa: E402
+from ultr.train.build import build_steps  # noqa: E402
 from ultr.train.loop import score_lists  # noqa: E402
 
 

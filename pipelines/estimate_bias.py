@@ -5,7 +5,7 @@ import hydra
 from omegaconf import DictConfig
 
 from pipelines._entry import CONF, launch, run
-from ultr.estimation.bias import estimate_bias
+from ultr.workflows import estimate_bias
 
 
 @hydra.main(config_path=CONF, config_name="estimate_bias", version_base="1.3")

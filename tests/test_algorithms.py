@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ultr.algorithms.dla import dla_loss, inverse_weights, relative_propensity
+from ultr.algorithms.dla import dla_loss, inverse_weights
 from ultr.algorithms.listwise import masked_log_softmax, softmax_cross_entropy
 from ultr.algorithms.naive import naive_loss, oracle_loss
 
@@ -154,7 +154,12 @@ def test_oracle_uses_graded_labels():
 def test_masked_log_softmax_and_readout():
     ls = masked_log_softmax(jnp.array([[0.0, 0.0, 100.0]]), jnp.array([[True, True, False]]))
     np.testing.assert_allclose(ls, [[-LN2, -LN2, 0.0]], rtol=1e-6)
-    np.testing.assert_allclose(relative_propensity(jnp.log(jnp.array([0.68, 0.34, 0.068]))), [1.0, 0.5, 0.1], rtol=1e-5)
+    from pipelines.config import default_config
+    from ultr.train.build import build_steps
+
+    steps = build_steps("dla", default_config(["model.hidden=[8]"]), 2, 3)
+    logits = {"params": {"logits": jnp.log(jnp.array([0.68, 0.34, 0.068]))}}
+    np.testing.assert_allclose(steps.propensity_curve(logits, None), [1.0, 0.5, 0.1], rtol=1e-5)
     assert softmax_cross_entropy(jnp.zeros((1, 3)), jnp.zeros((1, 3)), ALL) == 0.0
 
 
@@ -163,8 +168,8 @@ def test_context_tower_curve_is_the_average_over_logged_contexts():
     session's shown documents, averaged over the sessions showing positions 1 and k; checked
     against a loop over sessions. The tower's output layer starts at zero, so it is perturbed
     first: a reading that ignores the context would then be a different curve."""
-    from ultr.api import default_config
-    from ultr.experiment import build_steps
+    from pipelines.config import default_config
+    from ultr.train.build import build_steps
     from ultr.models.propensity import ContextPropensity
 
     K, F, S = 4, 3, 7

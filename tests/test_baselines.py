@@ -255,7 +255,7 @@ def test_pairwise_recovers_the_pbm_curve(tmp_path):
     and positions 2-8 are each within 15%. Positions 9-10 come out 35-50% low in every run measured
     (the clicked documents there are less relevant, and t+ absorbs part of that); see RESULTS.
     The per-item averages this replaced gave errors of 500% and more."""
-    from ultr.api import default_config
+    from pipelines.config import default_config
     from ultr.experiment import run_experiment
 
     cfg = default_config(["algorithm.methods=[pairwise]", "simulation.logging_policies=3", "simulation.sessions=50000",
@@ -272,8 +272,8 @@ def test_rem_closed_form_m_step_golden():
     = .25 / .75 = 1/3. Two sessions: position 1 clicked and skipped (mean 2/3), position 2 skipped
     twice (1/3). One train step from theta = .5 with momentum .9 moves to .9 * .5 + .1 * mean."""
     from ultr.algorithms.click_models import rem_position_posteriors
-    from ultr.api import default_config
-    from ultr.experiment import build_steps
+    from pipelines.config import default_config
+    from ultr.train.build import build_steps
 
     z = jnp.zeros((2, 2))
     clicks = jnp.array([[1.0, 0.0], [0.0, 0.0]])

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT
-from ultr.api import default_config
+from pipelines.config import default_config
 from ultr.data.batching import QueryLists
-from ultr.experiment import build_steps
+from ultr.train.build import build_steps
 from ultr.train.loop import score_lists
 from ultr.errors import DataError
 from ultr.workflows import ingest, letor_splits

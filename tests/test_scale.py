@@ -22,7 +22,7 @@ BASE = ["trainer=debug", "trainer.steps=60", "trainer.eval_every=20", "model.hid
 
 def run(args, out, env_extra=None, **kw):
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "pipelines.train", f"hydra.run.dir={out}", *BASE, *args],
+    return subprocess.run([sys.executable, "-m", "pipelines.experiment", f"hydra.run.dir={out}", *BASE, *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, **kw)
 
 
@@ -44,11 +44,11 @@ def test_eight_devices_match_one(tmp_path):
 
 
 def test_kill_and_resume_is_exact(tmp_path):
-    args = ["algorithm=dla", "trainer.steps=1000", "trainer.eval_every=50", "trainer.checkpoint_every=50", "trainer.patience=null"]
+    args = ["algorithm.methods=[dla]", "trainer.steps=1000", "trainer.eval_every=50", "trainer.checkpoint_every=50", "trainer.patience=null"]
     ref = run(args, tmp_path / "ref")
     assert ref.returncode == 0, ref.stderr[-2000:]
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.train", f"hydra.run.dir={out}", *BASE, *args],
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.experiment", f"hydra.run.dir={out}", *BASE, *args],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = out / "checkpoints" / "dla-train"
     deadline = time.time() + 120
@@ -69,9 +69,9 @@ def test_kill_and_resume_is_exact(tmp_path):
 
 def test_two_processes_train_together(tmp_path):
     port = 23456 + os.getpid() % 1000
-    common = ["algorithm=naive", "trainer.checkpoint=false", f"distributed.coordinator_address=localhost:{port}", "distributed.num_processes=2"]
+    common = ["algorithm.methods=[naive]", "trainer.checkpoint=false", f"distributed.coordinator_address=localhost:{port}", "distributed.num_processes=2"]
     procs = [
-        subprocess.Popen([sys.executable, "-m", "pipelines.train", f"hydra.run.dir={tmp_path / f'p{i}'}", *BASE, *common, f"distributed.process_id={i}"],
+        subprocess.Popen([sys.executable, "-m", "pipelines.experiment", f"hydra.run.dir={tmp_path / f'p{i}'}", *BASE, *common, f"distributed.process_id={i}"],
                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(2)
     ]

@@ -84,7 +84,7 @@ def test_dense_fast_path_taken_and_equal_to_general(tmp_path):
 
 
 def test_mixed_dense_and_sparse_rows(tmp_path):
-    dense = [f"0 qid:1 " + " ".join(f"{j}:1" for j in range(1, 5))] * 3
+    dense = ["0 qid:1 " + " ".join(f"{j}:1" for j in range(1, 5))] * 3
     path = write_letor(tmp_path / "mixed.txt", dense + ["1 qid:2 1:1 3:2"])
     with pytest.raises(DataError, match=r"mixed.txt:4: .*mixes dense and sparse rows; set data.sparse=true"):
         parse_svmlight(path, num_features=4)

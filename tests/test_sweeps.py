@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import EMBEDDED_MQ2008, ROOT
 from ultr.aggregate import aggregate, paired_p_value
-from ultr.api import default_config
+from pipelines.config import default_config
 from ultr.experiment import run_experiment
 
 PRESETS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
@@ -32,9 +32,9 @@ def test_every_experiment_preset_runs_shrunk(tmp_path, preset):
 
 @pytest.mark.skipif(not EMBEDDED_MQ2008.exists(), reason="embedded MQ2008 Fold1 missing from data/")
 def test_runs_share_cached_data(tmp_path):
-    a = run_experiment(default_config(SHRINK + ["algorithm=naive"]), tmp_path / "a")
-    b = run_experiment(default_config(SHRINK + ["algorithm=dla"]), tmp_path / "b")
-    c = run_experiment(default_config(SHRINK + ["algorithm=dla", "click_model.eta=2"]), tmp_path / "c")
+    a = run_experiment(default_config(SHRINK + ["algorithm.methods=[naive]"]), tmp_path / "a")
+    b = run_experiment(default_config(SHRINK + ["algorithm.methods=[dla]"]), tmp_path / "b")
+    c = run_experiment(default_config(SHRINK + ["algorithm.methods=[dla]", "click_model.eta=2"]), tmp_path / "c")
     assert a["data_dir"] == b["data_dir"] and b["data_cached"]
     assert c["data_dir"] != a["data_dir"]
 
@@ -72,7 +72,7 @@ def test_affine_per_click_and_aggregated_both_train(tmp_path):
     """Affine correction under trust bias in both forms: per-click targets over sessions (zero-click
     sessions included) and per-document targets over the training candidate lists."""
     for aggregate in ("false", "true"):
-        cfg = default_config(SHRINK + ["click_model=trust", "algorithm=trust", "algorithm.methods=[affine]",
+        cfg = default_config(SHRINK + ["click_model=trust", "algorithm.methods=[affine]",
                                        f"algorithm.affine.aggregate={aggregate}"])
         out = run_experiment(cfg, tmp_path / aggregate)["methods"]["affine"]
         assert 0.0 < out["test"]["ndcg@10"] <= 1.0 and out["compiled_train_steps"] == 1

@@ -12,8 +12,10 @@ import polars as pl
 import pytest
 
 from tests.conftest import EMBEDDED_MQ2008, ROOT
-from ultr.api import default_config, fit
-from ultr.experiment import build_steps, run_experiment
+from pipelines.config import default_config
+from ultr.api import fit
+from ultr.experiment import run_experiment
+from ultr.train.build import build_steps
 from ultr.train.checkpoint import restore_state
 
 pytestmark = pytest.mark.skipif(not EMBEDDED_MQ2008.exists(), reason="embedded MQ2008 Fold1 missing from data/")
@@ -79,7 +81,7 @@ def test_dla_recovers_known_propensity_curve(tmp_path):
     """Statistical: on a PBM log with eta=1 (true curve known) DLA's recovered curve is within 15%
     mean relative error after a short run (6% seen; benchmarks/RESULTS.md has the full protocol)."""
     cfg = default_config([
-        "algorithm=dla", "model.hidden=[64]", "simulation.sessions=100000", "trainer.steps=1000",
+        "algorithm.methods=[dla]", "model.hidden=[64]", "simulation.sessions=100000", "trainer.steps=1000",
         "trainer.eval_every=250", "trainer.patience=null", "trainer.progress=false",
         "trainer.checkpoint=false", "trainer.tensorboard=false",
     ])
@@ -132,7 +134,7 @@ def test_cli_with_existing_clicks_and_overrides(tmp_path, experiment_run):
     out = tmp_path / "cli"
     clicks, n_eval = with_eval_sessions(Path(experiment_run[1]["data_dir"]), tmp_path / "mixed.parquet")
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.experiment", f"hydra.run.dir={out}", "trainer=debug", "algorithm=naive",
+        [sys.executable, "-m", "pipelines.experiment", f"hydra.run.dir={out}", "trainer=debug", "algorithm.methods=[naive]",
          "model.hidden=[8]", f"clicks={clicks}"],
         cwd=ROOT, check=True, capture_output=True, text=True,
     )
@@ -238,7 +240,7 @@ def test_tail_average_curve_is_the_geometric_mean_of_the_last_evaluations():
 def test_selection_keeps_the_best_validation_candidate(tmp_path):
     """`+experiment=select_regularisation`: DLA trained once per candidate, the best validation
     nDCG@10 kept and reported, every candidate recorded."""
-    cfg = default_config(["+experiment=select_regularisation", "algorithm=dla", "trainer=debug", "model.hidden=[32,16]",
+    cfg = default_config(["+experiment=select_regularisation", "algorithm.methods=[dla]", "trainer=debug", "model.hidden=[32,16]",
                           "simulation.sessions=20000", "trainer.checkpoint=false", "trainer.tensorboard=false"])
     out = run_experiment(cfg, tmp_path)["methods"]["dla"]
     sel = out["selection"]
@@ -254,7 +256,7 @@ def test_selection_keeps_the_best_validation_candidate(tmp_path):
 
 def test_with_overrides_sets_existing_keys_only():
     from ultr.errors import DataError
-    from ultr.experiment import with_overrides
+    from ultr.training import with_overrides
 
     cfg = {"model": {"dropout": 0.0, "hidden": [8]}, "trainer": {"propensity_average": 1}}
     out = with_overrides(cfg, ["model.dropout=0.3", "model.hidden=[4, 2]", "trainer.propensity_average=null"])

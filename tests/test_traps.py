@@ -262,8 +262,8 @@ def test_atomic_dir_keeps_the_old_directory_when_the_build_fails(tmp_path):
 def test_train_step_traces_are_counted_once_per_shape():
     import jax
 
-    from ultr.api import default_config
-    from ultr.experiment import build_steps
+    from pipelines.config import default_config
+    from ultr.train.build import build_steps
 
     assert "_cache_size" not in (ROOT / "ultr" / "train" / "loop.py").read_text()
     steps = build_steps("naive", default_config(["model.hidden=[8]"]), 3, 4)

@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from jax.scipy.special import betainc
 
 from ultr.data.io import atomic_path, write_parquet
 from ultr.errors import DataError
+from ultr.report import _save, plt
 
 REPLICATE_KEYS = ("seed", "data.fold")
 METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "err@10")
@@ -39,8 +41,6 @@ def paired_p_value(diff: np.ndarray) -> float:
     if sd == 0:
         return 1.0 if diff.mean() == 0 else 0.0
     t = diff.mean() / (sd / math.sqrt(n))
-    from jax.scipy.special import betainc
-
     df = n - 1
     return float(betainc(df / 2.0, 0.5, df / (df + t * t)))
 
@@ -68,7 +68,9 @@ def collect_runs(sweep_dir: Path) -> tuple[pl.DataFrame, list[str], dict[str, An
     return pl.DataFrame(rows, infer_schema_length=None), setting_keys, curves
 
 
-def aggregate(sweep_dir: str | Path) -> pl.DataFrame:
+def aggregate(sweep_dir: str | Path, reference: str = "dla") -> pl.DataFrame:
+    """Mean and spread of each method's metrics per setting, with a paired test of each method
+    against `reference` on the same (setting, seed, fold)."""
     sweep_dir = Path(sweep_dir)
     runs, setting_keys, curves = collect_runs(sweep_dir)
     group = [*setting_keys, "method"]
@@ -76,14 +78,14 @@ def aggregate(sweep_dir: str | Path) -> pl.DataFrame:
     for k in (*METRICS, "prop_err"):
         agg += [pl.col(k).mean().alias(f"{k}_mean"), pl.col(k).std().alias(f"{k}_std")]
     summary = runs.group_by(group, maintain_order=True).agg(agg)
-    # Paired test against DLA on the same (setting, seed, fold).
     pvals = []
     for row in summary.iter_rows(named=True):
         sel = runs.filter(*[pl.col(k) == row[k] for k in setting_keys]) if setting_keys else runs
         a = sel.filter(pl.col("method") == row["method"]).select("seed", "fold", "ndcg@10")
-        b = sel.filter(pl.col("method") == "dla").select("seed", "fold", pl.col("ndcg@10").alias("dla"))
+        b = sel.filter(pl.col("method") == reference).select("seed", "fold", pl.col("ndcg@10").alias("_ref"))
         pair = a.join(b, on=["seed", "fold"], how="inner", nulls_equal=True)
-        pvals.append(float("nan") if row["method"] == "dla" or pair.height == 0 else paired_p_value((pair["ndcg@10"] - pair["dla"]).to_numpy()))
+        same = row["method"] == reference
+        pvals.append(float("nan") if same or pair.height == 0 else paired_p_value((pair["ndcg@10"] - pair["_ref"]).to_numpy()))
     summary = summary.with_columns(pl.Series("p_vs_dla", pvals)).sort(group)
     with atomic_path(sweep_dir / "summary.csv") as tmp:
         summary.write_csv(tmp)
@@ -111,8 +113,6 @@ def _markdown(summary: pl.DataFrame, setting_keys: list[str]) -> str:
 
 
 def _plots(runs: pl.DataFrame, setting_keys: list[str], curves: dict, out: Path) -> None:
-    from ultr.report import _save, plt
-
     if "click_model.eta" in setting_keys:
         fig, ax = plt.subplots(figsize=(5.5, 3.8))
         means = runs.group_by("click_model.eta", "method").agg(pl.col("ndcg@10").mean(), pl.col("ndcg@10").std().alias("sd"))

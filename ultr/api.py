@@ -17,22 +17,14 @@ from typing import Any, Mapping
 
 import jax.numpy as jnp
 import numpy as np
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
-
 from ultr.data.batching import query_lists, read_sessions
 from ultr.data.etl import run_etl
 from ultr.data.letor import FeatureTable, read_features
-from ultr.experiment import TrainedMethod, train_method
-from ultr.paths import CONF_DIR, existing
+from ultr import methods
+from ultr.config import compose
+from ultr.paths import existing
+from ultr.training import TrainedMethod, needs_train_lists, train_method
 from ultr.workflows import etl_config
-
-
-def default_config(overrides: list[str] | None = None) -> dict[str, Any]:
-    """The experiment config as the command line would compose it, with Hydra-style overrides."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("experiment", overrides=overrides or [])
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
 @dataclass
@@ -69,14 +61,17 @@ def fit(
     overrides: list[str] | None = None,
     work_dir: str | Path | None = None,
 ) -> FittedRanker:
-    """Train `method` (dla | naive | oracle) on a click log whose documents are in `features`.
+    """Train `method` (any of `ultr.methods.names()` that needs no known inputs: dla, naive,
+    oracle, pairwise, rem, two_tower, ...) on a click log whose documents are in `features`.
 
     Model selection uses the features table's `vali` split. Only sessions on `train` queries are
     trained on (the others are dropped, counted in `etl_stats`, and warned about) unless the
-    overrides say `etl.allow_eval_queries=true`. `overrides` are Hydra overrides of the
-    experiment config (e.g. ["model.hidden=[64]", "trainer.batch_size=128"]).
+    overrides say `etl.allow_eval_queries=true`. `overrides` are `key=value` (or `group=option`)
+    overrides of the experiment config (e.g. ["model.hidden=[64]", "trainer.batch_size=128"]).
     """
-    cfg = default_config(list(overrides or []) + [f"algorithm={method}", "trainer.progress=false", "trainer.checkpoint=false"])
+    methods.get(method)
+    cfg = compose("experiment", list(overrides or []) + [f"algorithm.methods=[{method}]", "trainer.progress=false",
+                                                         "trainer.checkpoint=false"])
     if steps is not None:
         cfg["trainer"]["steps"] = int(steps)
     cfg = copy.deepcopy(cfg)
@@ -85,6 +80,6 @@ def fit(
     table = read_features(features)
     stats = run_etl(clicks, features, work, etl_config(cfg["etl"]))
     sessions = read_sessions(work)
-    train_lists = query_lists(table, "train") if method == "oracle" else None
+    train_lists = query_lists(table, "train") if needs_train_lists([method], cfg) else None
     trained = train_method(method, cfg, table, jnp.asarray(table.features), sessions, train_lists, query_lists(table, "vali"))
     return FittedRanker(trained, cfg, table.meta.get("normalization", {}), stats)

@@ -10,19 +10,25 @@ import glob
 import json
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+import numpy as np
 from tqdm import tqdm
 
 from ultr.cache import cached_features, link_or_copy
 from ultr.data.etl import EtlConfig, print_stats, run_etl
-from ultr.data.io import write_json
+from ultr.data.batching import BatchIterator, Sessions, read_sessions, session_arrays
+from ultr.data.io import atomic_path, write_json
 from ultr.data.readers import ReaderPolicy, convert_log
 from ultr.errors import DataError
 from ultr.data.letor import FeatureTable, ingest_letor, read_features
+from ultr.estimation.propensity import adjacent_chain, all_pairs, count_impressions, pairwise_ratios, pbm_em
 from ultr.paths import existing, resolve
-from ultr.simulation.click_models import make_click_model
+from ultr.report import plot_propensity
+from ultr.simulation.click_models import click_model_from_config
 from ultr.simulation.simulate import run_simulation
+from ultr.train.build import build_steps
+from ultr.train.loop import fit, read_propensity
 
 
 def letor_splits(data: Mapping[str, Any]) -> dict[str, Path]:
@@ -95,12 +101,6 @@ def ingest(data: Mapping[str, Any], run_dir: str | Path, *, seed: int = 0, cache
     return read_features(out)
 
 
-def click_model_from_config(cm: Mapping[str, Any], features: FeatureTable):
-    params = {k: v for k, v in cm.items() if k != "name"}
-    y_max = int(features.labels[features.labels >= 0].max())
-    return make_click_model(cm["name"], y_max=y_max, **params)
-
-
 def simulate(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """LETOR fold -> features.parquet -> clicks.parquet + propensities.json + simulation.json."""
     return simulate_on(ingest(cfg["data"], run_dir, seed=int(cfg["seed"])), cfg, run_dir)
@@ -163,22 +163,91 @@ def prepare_log(log: Mapping[str, Any], run_dir: Path) -> tuple[Path, dict[str, 
     return run_dir / "clicks", reader
 
 
-def etl(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
-    """Click log (+ features table) -> run_dir/sessions/*.parquet + stats.json."""
-    run_dir = Path(run_dir)
+def log_to_sessions(cfg: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
+    """The configured click log (`log`, converted from its format) and optional features table
+    (`features.path`) through the ETL into run_dir; returns the ETL stats (with the reader's)."""
     log = cfg["log"]
     path, reader = prepare_log(log, run_dir)
-    fpath = cfg.get("features", {}).get("path")
-    stats = run_etl(
-        path,
-        existing(fpath, "features.path") if fpath else None,
-        run_dir,
-        etl_config(cfg["etl"]),
-        columns=log.get("columns") or None,
-    )
+    fpath = (cfg.get("features") or {}).get("path")
+    stats = run_etl(path, existing(fpath, "features.path") if fpath else None, run_dir, etl_config(cfg["etl"]),
+                    columns=log.get("columns") or None)
     if reader is not None:
-        stats["reader"] = reader
-        stats["quarantined"] = reader["quarantined"]
+        stats["reader"], stats["quarantined"] = reader, reader["quarantined"]
         write_json(stats, run_dir / "stats.json")
     print_stats(stats, file=sys.stderr)
     return stats
+
+
+def etl(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
+    """Click log (+ features table) -> run_dir/sessions/*.parquet + stats.json."""
+    return log_to_sessions(cfg, Path(run_dir))
+
+
+def dla_propensity(sessions: Sessions, cfg: Mapping[str, Any]) -> np.ndarray:
+    """DLA with an ID ranker (one score per query-document pair): the propensity read-out."""
+    clicked = sessions.click.sum(axis=1) > 0  # zero-click sessions carry no DLA gradient
+    if not clicked.any():
+        raise DataError("no session has a click: DLA cannot estimate position bias from this log")
+    arrays = {k: v[clicked] for k, v in session_arrays(sessions).items()}
+    d, K = cfg["dla"], sessions.list_size
+    steps = build_steps("dla", cfg, 0, K, num_items=int(sessions.doc_index.max()) + 1)
+    result = fit(
+        steps, BatchIterator(arrays, int(d["batch_size"]), int(cfg["seed"])), None, None,
+        max_label=1.0, train_steps=int(d["steps"]), eval_every=int(d["steps"]), patience=None,
+        seed=int(cfg["seed"]), list_size=K, progress=bool(d.get("progress", True)), name="dla",
+    )
+    return read_propensity(steps, result.final_state.propensity, K, result.contexts)
+
+
+# Position-bias estimators by name: (sessions, impression counts, harvested ratios and weights, cfg) -> curve.
+ESTIMATORS: dict[str, Callable[..., np.ndarray]] = {
+    "pbm_em": lambda s, counts, ratio, weight, cfg: pbm_em(counts, iterations=int(cfg.get("em_iterations", 200))),
+    "harvest_adjacent": lambda s, counts, ratio, weight, cfg: adjacent_chain(ratio),
+    "harvest_all_pairs": lambda s, counts, ratio, weight, cfg: all_pairs(ratio, weight),
+    "dla": lambda s, counts, ratio, weight, cfg: dla_propensity(s, cfg),
+}
+
+
+def write_propensity_estimates(curves: Mapping[str, np.ndarray], stats: Mapping[str, Any], pairs_with_evidence: int,
+                               run_dir: Path) -> dict[str, Any]:
+    """propensities.{json,csv,png} and a Markdown table on stdout."""
+    K = len(next(iter(curves.values())))
+    out = {
+        "positions": list(range(1, K + 1)),
+        "estimators": {k: [None if not np.isfinite(x) else float(x) for x in v] for k, v in curves.items()},
+        "ctr": [float(x) for x in stats["ctr_per_position"]],
+        "harvest_pairs_with_evidence": pairs_with_evidence,
+        "sessions": stats["sessions"],
+    }
+    write_json(out, run_dir / "propensities.json")
+    header = "position," + ",".join(curves) + ",ctr"
+    rows = [f"{k + 1}," + ",".join(f"{curves[e][k]:.4f}" for e in curves) + f",{out['ctr'][k]:.4f}" for k in range(K)]
+    with atomic_path(run_dir / "propensities.csv") as tmp:
+        tmp.write_text("\n".join([header, *rows]) + "\n")
+    ctr = np.asarray(out["ctr"])
+    plot_propensity({k: list(v) for k, v in curves.items()}, None, run_dir / "propensities.png",
+                    reference={"CTR relative to position 1 (not debiased)": list(ctr / ctr[0])})
+    print("\n| " + " | ".join(header.split(",")) + " |\n|" + "---|" * (len(curves) + 2), file=sys.stdout)
+    for r in rows:
+        print("| " + " | ".join(r.split(",")) + " |", file=sys.stdout)
+    print(f"\n{pairs_with_evidence} of {K * (K - 1)} position pairs have intervention evidence; run directory: {run_dir}",
+          file=sys.stdout)
+    return out
+
+
+def estimate_bias(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
+    """One log in, every position-bias estimator side by side out: propensities.{json,csv,png}
+    ({"positions": [1..K], "estimators": {name: [relative examination]}}) and the ETL outputs."""
+    run_dir = Path(run_dir)
+    wanted = list(cfg["estimators"])
+    if unknown := [e for e in wanted if e not in ESTIMATORS]:
+        raise DataError(f"estimators {unknown} unknown; choose from {list(ESTIMATORS)}")
+    stats = log_to_sessions(cfg, run_dir)
+    sessions = read_sessions(run_dir)
+    if (cfg.get("features") or {}).get("path"):
+        # Propensity estimators work per (query, document): re-key feature rows to pair ids.
+        sessions.doc_index = np.where(sessions.mask, sessions.doc_index, -1)
+    counts = count_impressions(sessions)
+    ratio, weight = pairwise_ratios(counts)
+    curves = {name: ESTIMATORS[name](sessions, counts, ratio, weight, cfg) for name in wanted}
+    return write_propensity_estimates(curves, stats, int((weight > 0).sum()), run_dir)

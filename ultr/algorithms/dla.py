@@ -97,7 +97,3 @@ def dla_loss(
     l_prop = softmax_cross_entropy(propensity_logits, clicks, mask, w_rel, per_list=per_list)
     return DLALosses(l_prop + rank_weight * l_rank, l_rank, l_prop)
 
-
-def relative_propensity(logits: jax.Array) -> jax.Array:
-    """exp(e_k - e_1): estimated examination of each position relative to position 1."""
-    return jnp.exp(logits - logits[..., :1])

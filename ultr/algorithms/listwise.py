@@ -16,10 +16,6 @@ def masked_log_softmax(logits: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.where(mask, z - lse, 0.0)
 
 
-def masked_softmax(logits: jax.Array, mask: jax.Array) -> jax.Array:
-    return jnp.where(mask, jnp.exp(masked_log_softmax(logits, mask)), 0.0)
-
-
 def softmax_cross_entropy(
     scores: jax.Array, targets: jax.Array, mask: jax.Array, weights: jax.Array | None = None,
     *, per_list: bool = False,

@@ -74,6 +74,141 @@ def run_etl(log: pl.LazyFrame | str | Path, features_path: str | Path | None, ou
         raise DataError(explain_read_error(log, e)) from None
 
 
+def _document_keys(typed: pl.LazyFrame, features_path: str | Path | None, out_dir: Path, cfg: EtlConfig
+                   ) -> tuple[pl.DataFrame, pl.Series, np.ndarray | None]:
+    """(document keys with `doc_index` and `query_index`, the query vocabulary, and per query code
+    whether its sessions may be trained on, or None for all). Documents are features-table rows,
+    or for feature-less logs a vocabulary of the log's (query, document) pairs written to
+    out_dir/doc_vocab.parquet. Queries travel as integer codes (string work on every impression
+    would dominate the ETL); both codes come from one join against the document keys."""
+    if features_path is None:
+        # Feature-less logs: index (query, document) pairs, the unit an ID-based ranker scores.
+        keys = (
+            typed.select("query_id", "doc_id").unique().sort("query_id", "doc_id")
+            .with_row_index("doc_index").with_columns(pl.col("doc_index").cast(pl.Int32)).collect(engine="streaming")
+        )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_parquet(keys.to_arrow(), out_dir / "doc_vocab.parquet")
+        # Sorted by query, so a query's code is the number of query changes before it.
+        new_query = pl.col("query_id") != pl.col("query_id").shift(1)
+        keys = keys.with_columns((new_query.fill_null(True).cum_sum() - 1).cast(pl.Int32).alias("query_index"))
+        return keys, keys.filter(new_query.fill_null(True))["query_id"], None
+    keys = read_parquet(features_path, columns=["query_id", "doc_id", "split"]).with_row_index("doc_index").with_columns(pl.col("doc_index").cast(pl.Int32))
+    dup = keys.group_by("query_id", "doc_id").len().filter(pl.col("len") > 1).head(1)
+    if dup.height:
+        raise DataError(f"{features_path}: (query_id, doc_id) {dup.row(0)[:2]} appears more than once; document keys must be unique")
+    query_split = keys.group_by("query_id").agg(pl.col("split").first()).sort("query_id")
+    query_vocab = query_split["query_id"]
+    train_query = None if cfg.allow_eval_queries else (query_split["split"] == "train").to_numpy()
+    codes = pl.DataFrame({"query_id": query_vocab, "query_index": pl.arange(0, len(query_vocab), dtype=pl.Int32, eager=True)})
+    return keys.drop("split").join(codes, on="query_id", how="left"), query_vocab, train_query
+
+
+def _scan_checks(typed: pl.LazyFrame, joined: pl.LazyFrame, with_features: bool, K: int) -> dict[str, Any]:
+    """Pass 1 (streaming): every value check and policy count in one scan; each check reports the
+    first offending row of its kind."""
+    checks = [_first_bad(pl.col(c).is_null(), f"null_{c}") for c in CLICK_LOG_COLUMNS]
+    checks += [
+        _first_bad(pl.col("position") < 1, "bad_position"),
+        _first_bad(~pl.col("click").is_in([0, 1]), "bad_click"),
+        (pl.col("position") > K).sum().alias("beyond"),
+        pl.len().alias("rows"),
+    ]
+    if with_features:
+        checks += [_first_bad(pl.col("doc_index").is_null(), "first_missing"), pl.col("doc_index").is_null().sum().alias("missing")]
+        return joined.select(checks).collect(engine="streaming").row(0, named=True)
+    # The vocabulary was built from this log, so no document can be missing: the check pass skips
+    # the two-string join.
+    found = typed.select(checks).collect(engine="streaming").row(0, named=True)
+    found.update(first_missing=None, missing=0)
+    return found
+
+
+def _raise_first_bad(found: Mapping[str, Any], lf: pl.LazyFrame, typed: pl.LazyFrame, source: str,
+                     features_path: str | Path | None, cfg: EtlConfig) -> None:
+    """The first bad row the checks found, as a one-line error naming the row and the fix."""
+    for c in CLICK_LOG_COLUMNS:
+        if (row := found[f"null_{c}"]) is not None:
+            value = lf.filter(pl.col(ROW) == row).select(c).collect().item()
+            raise DataError(
+                f"{_row_text(source, row)}: column {c!r} is {value!r}, expected {CLICK_LOG_COLUMNS[c]} "
+                "(missing or not a number); fix or remove that row"
+            )
+    if (row := found["bad_position"]) is not None:
+        value = typed.filter(pl.col(ROW) == row).select("position").collect().item()
+        raise DataError(f"{_row_text(source, row)}: column 'position' is {value}; positions are 1-based (add 1 if your log counts from 0)")
+    if (row := found["bad_click"]) is not None:
+        value = typed.filter(pl.col(ROW) == row).select("click").collect().item()
+        raise DataError(f"{_row_text(source, row)}: column 'click' is {value}; clicks must be 0 or 1 (binarise click counts first)")
+    if int(found["rows"]) == 0:
+        raise DataError(f"{source}: the click log has no rows")
+    if found["missing"] and cfg.missing_features == "error":
+        q, d = typed.filter(pl.col(ROW) == found["first_missing"]).select("query_id", "doc_id").collect().row(0)
+        raise DataError(
+            f"{_row_text(source, found['first_missing'])}: document (query_id={q!r}, doc_id={d!r}) is not in the features table "
+            f"{features_path} ({found['missing']} rows like it); use the matching dataset, "
+            "or etl.missing_features=drop to drop and count them"
+        )
+
+
+def _shard_and_write(log: Any, typed: pl.LazyFrame, kept: pl.LazyFrame, collect_shard: Any, out_cols: list[str],
+                     total_rows: int, out_dir: Path, write: Any, cfg: EtlConfig, columns: Mapping[str, str] | None,
+                     progress: bool) -> str:
+    """Write the session tables shard by shard (`write(parts, count, tmp_dir)`); returns how the
+    log was sharded: "parts", "single" or "repartitioned"."""
+    n_shards = max(1, math.ceil(total_rows / cfg.shard_rows))
+    file_ranges = None
+    if n_shards > 1 and isinstance(log, (str, Path)):
+        file_ranges = _file_session_ranges(Path(log), (columns or {}).get("session_id", "session_id"), 2 * cfg.shard_rows)
+    with atomic_dir(out_dir / "sessions") as tmp_sessions:
+        if file_ranges:
+            # Parquet parts that each hold whole sessions (every reader writes them so): one shard
+            # per group of adjacent parts, read through its session-id range, which the Parquet
+            # statistics turn into reading just those parts. No repartitioning pass over the log.
+            parts = (collect_shard(typed.filter(pl.col("session_id").is_between(lo, hi))) for lo, hi in file_ranges)
+            write(_bar(parts, len(file_ranges), progress), tmp_sessions)
+            return "parts"
+        if n_shards == 1:
+            write(_bar([collect_shard(typed)], 1, progress), tmp_sessions)
+            return "single"
+        staging = out_dir / ".etl-staging"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            kept.select(out_cols).with_columns((pl.col("session_id") % n_shards).alias("_shard")).sink_parquet(
+                pl.PartitionBy(staging, key="_shard", include_key=False), mkdir=True
+            )
+            shard_dirs = sorted(staging.glob("_shard=*"), key=lambda p: int(p.name.split("=")[1]))
+            write(_bar((pl.read_parquet(d / "*.parquet") for d in shard_dirs), n_shards, progress), tmp_sessions)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return "repartitioned"
+
+
+def _etl_stats(source: str, features_path: Any, K: int, found: Mapping[str, Any], acc: _Accumulator,
+               extras: list[str], numeric_extras: list[str], sharding: str, t0: float) -> dict[str, Any]:
+    return {
+        "source": source,
+        "features": str(features_path) if features_path is not None else None,
+        "list_size": K,
+        "input_rows": int(found["rows"]),
+        "sessions": acc.sessions,
+        "impressions": acc.impressions,
+        "clicks": acc.clicks,
+        "zero_click_sessions": acc.zero_click,
+        "impressions_per_position": acc.shown.tolist(),
+        "clicks_per_position": acc.clicked.tolist(),
+        "ctr_per_position": (acc.clicked / np.maximum(acc.shown, 1)).round(6).tolist(),
+        "position_spread": acc.position_spread(),
+        "dropped_rows": {"missing_features": int(found["missing"]), "beyond_list_size": int(found["beyond"])},
+        "dropped_sessions": {"zero_click": acc.zero_dropped, "not_train_split": acc.not_train},
+        "extra_columns_carried": numeric_extras,
+        "extra_columns_not_carried": [c for c in extras if c not in numeric_extras],
+        "shards": acc.shards,
+        "sharding": sharding,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
 def _run_etl(
     log: pl.LazyFrame | str | Path,
     features_path: str | Path | None,
@@ -85,166 +220,40 @@ def _run_etl(
     doc_vocabulary: str = "features",
     progress: bool = False,
 ) -> dict[str, Any]:
-    cfg = config or EtlConfig()
-    t0 = time.perf_counter()
-    out_dir = Path(out_dir)
+    cfg, t0, out_dir = config or EtlConfig(), time.perf_counter(), Path(out_dir)
     if isinstance(log, (str, Path)):
-        source = source or str(log)
-        lf = scan_click_log(log, columns)
+        source, lf = source or str(log), scan_click_log(log, columns)
     else:
-        source = source or "<click log>"
-        lf = log
+        source, lf = source or "<click log>", log
     K = cfg.list_size
     if cfg.missing_features not in ("error", "drop"):
         raise DataError(f"etl.missing_features={cfg.missing_features!r}; use error or drop")
-
     raw = lf.collect_schema()
     extras = [c for c in raw if c not in CLICK_LOG_COLUMNS and c != ROW]
     numeric_extras = [c for c in extras if raw[c].is_numeric() or raw[c] == pl.Boolean]
-    casts = [pl.col(c).cast(t, strict=False).alias(c) for c, t in _POLARS_TYPES.items()]
-    typed = lf.with_columns(casts)
-
-    # --- document rows: features-table row, or an id vocabulary for feature-less logs. Queries
-    # travel as integer codes (string work on every impression would dominate the ETL); both codes
-    # come from one join against the document keys.
-    train_query = None  # bool per query code: may its sessions be trained on
-    if features_path is not None:
-        keys = read_parquet(features_path, columns=["query_id", "doc_id", "split"]).with_row_index("doc_index").with_columns(pl.col("doc_index").cast(pl.Int32))
-        dup = keys.group_by("query_id", "doc_id").len().filter(pl.col("len") > 1).head(1)
-        if dup.height:
-            raise DataError(f"{features_path}: (query_id, doc_id) {dup.row(0)[:2]} appears more than once; document keys must be unique")
-        query_split = keys.group_by("query_id").agg(pl.col("split").first()).sort("query_id")
-        query_vocab = query_split["query_id"]
-        if not cfg.allow_eval_queries:
-            train_query = (query_split["split"] == "train").to_numpy()
-        codes = pl.DataFrame({"query_id": query_vocab, "query_index": pl.arange(0, len(query_vocab), dtype=pl.Int32, eager=True)})
-        keys = keys.drop("split").join(codes, on="query_id", how="left")
-    else:
-        # Feature-less logs: index (query, document) pairs, the unit an ID-based ranker scores.
-        keys = (
-            typed.select("query_id", "doc_id").unique().sort("query_id", "doc_id")
-            .with_row_index("doc_index").with_columns(pl.col("doc_index").cast(pl.Int32)).collect(engine="streaming")
-        )
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_parquet(keys.to_arrow(), out_dir / "doc_vocab.parquet")
-        # Sorted by query, so a query's code is the number of query changes before it.
-        new_query = pl.col("query_id") != pl.col("query_id").shift(1)
-        keys = keys.with_columns((new_query.fill_null(True).cum_sum() - 1).cast(pl.Int32).alias("query_index"))
-        query_vocab = keys.filter(new_query.fill_null(True))["query_id"]
+    typed = lf.with_columns([pl.col(c).cast(t, strict=False).alias(c) for c, t in _POLARS_TYPES.items()])
+    keys, query_vocab, train_query = _document_keys(typed, features_path, out_dir, cfg)
     doc_keys = _DocumentKeys(keys)
     joined = doc_keys.join_lazy(typed)
+    found = _scan_checks(typed, joined, features_path is not None, K)
+    _raise_first_bad(found, lf, typed, source, features_path, cfg)
 
-    # --- pass 1 (streaming): every value check and policy count in one scan; each check reports
-    # the first offending row of its kind.
-    checks = [_first_bad(pl.col(c).is_null(), f"null_{c}") for c in CLICK_LOG_COLUMNS]
-    checks += [
-        _first_bad(pl.col("position") < 1, "bad_position"),
-        _first_bad(~pl.col("click").is_in([0, 1]), "bad_click"),
-        (pl.col("position") > K).sum().alias("beyond"),
-        pl.len().alias("rows"),
-    ]
-    if features_path is not None:
-        checks += [_first_bad(pl.col("doc_index").is_null(), "first_missing"), pl.col("doc_index").is_null().sum().alias("missing")]
-        found = joined.select(checks).collect(engine="streaming").row(0, named=True)
-    else:
-        # The vocabulary was built from this log, so no document can be missing: the check pass
-        # skips the two-string join.
-        found = typed.select(checks).collect(engine="streaming").row(0, named=True)
-        found.update(first_missing=None, missing=0)
-    for c in CLICK_LOG_COLUMNS:
-        row = found[f"null_{c}"]
-        if row is not None:
-            value = lf.filter(pl.col(ROW) == row).select(c).collect().item()
-            raise DataError(
-                f"{_row_text(source, row)}: column {c!r} is {value!r}, expected {CLICK_LOG_COLUMNS[c]} "
-                "(missing or not a number); fix or remove that row"
-            )
-    if found["bad_position"] is not None:
-        row = found["bad_position"]
-        value = typed.filter(pl.col(ROW) == row).select("position").collect().item()
-        raise DataError(f"{_row_text(source, row)}: column 'position' is {value}; positions are 1-based (add 1 if your log counts from 0)")
-    if found["bad_click"] is not None:
-        row = found["bad_click"]
-        value = typed.filter(pl.col(ROW) == row).select("click").collect().item()
-        raise DataError(f"{_row_text(source, row)}: column 'click' is {value}; clicks must be 0 or 1 (binarise click counts first)")
-    total_rows = int(found["rows"])
-    if total_rows == 0:
-        raise DataError(f"{source}: the click log has no rows")
-    dropped = {"missing_features": int(found["missing"]), "beyond_list_size": int(found["beyond"]), "zero_click_sessions": 0}
-    if dropped["missing_features"] and cfg.missing_features == "error":
-        row = found["first_missing"]
-        q, d = typed.filter(pl.col(ROW) == row).select("query_id", "doc_id").collect().row(0)
-        raise DataError(
-            f"{_row_text(source, row)}: document (query_id={q!r}, doc_id={d!r}) is not in the features table "
-            f"{features_path} ({dropped['missing_features']} rows like it); use the matching dataset, "
-            "or etl.missing_features=drop to drop and count them"
-        )
     keep_rows = pl.col("doc_index").is_not_null() & (pl.col("position") <= K)
-    kept = joined.filter(keep_rows)
     out_cols = ["session_id", "query_index", "doc_index", "position", "click", ROW, *numeric_extras]
 
     def collect_shard(rows: pl.LazyFrame) -> pl.DataFrame:
         return doc_keys.attach(rows.collect(engine="streaming")).filter(keep_rows).select(out_cols)
 
-    n_shards = max(1, math.ceil(total_rows / cfg.shard_rows))
-    stats_acc = _Accumulator(K, train_query)
-    file_ranges = None
-    if n_shards > 1 and isinstance(log, (str, Path)):
-        file_ranges = _file_session_ranges(Path(log), (columns or {}).get("session_id", "session_id"), 2 * cfg.shard_rows)
-    with atomic_dir(out_dir / "sessions") as tmp_sessions:
-        if file_ranges:
-            # Parquet parts that each hold whole sessions (every reader writes them so): one shard
-            # per group of adjacent parts, read through its session-id range, which the Parquet
-            # statistics turn into reading just those parts. No repartitioning pass over the log.
-            parts = (collect_shard(typed.filter(pl.col("session_id").is_between(lo, hi))) for lo, hi in file_ranges)
-            _write_shards(_bar(parts, len(file_ranges), progress), tmp_sessions, cfg, source, numeric_extras, stats_acc, query_vocab)
-        elif n_shards == 1:
-            parts = [collect_shard(typed)]
-            _write_shards(_bar(parts, n_shards, progress), tmp_sessions, cfg, source, numeric_extras, stats_acc, query_vocab)
-        else:
-            staging = out_dir / ".etl-staging"
-            shutil.rmtree(staging, ignore_errors=True)
-            try:
-                kept.select(out_cols).with_columns((pl.col("session_id") % n_shards).alias("_shard")).sink_parquet(
-                    pl.PartitionBy(staging, key="_shard", include_key=False), mkdir=True
-                )
-                shard_dirs = sorted(staging.glob("_shard=*"), key=lambda p: int(p.name.split("=")[1]))
-                parts = (pl.read_parquet(d / "*.parquet") for d in shard_dirs)
-                _write_shards(_bar(parts, n_shards, progress), tmp_sessions, cfg, source, numeric_extras, stats_acc, query_vocab)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-
-    dropped["zero_click_sessions"] = stats_acc.zero_dropped
-    if stats_acc.not_train:
+    acc = _Accumulator(K, train_query)
+    sharding = _shard_and_write(
+        log, typed, joined.filter(keep_rows), collect_shard, out_cols, int(found["rows"]), out_dir,
+        lambda parts, tmp: _write_shards(parts, tmp, cfg, source, numeric_extras, acc, query_vocab), cfg, columns, progress)
+    if acc.not_train:
         print(
-            f"warning: {source}: dropped {stats_acc.not_train} sessions on vali/test queries of {features_path} "
+            f"warning: {source}: dropped {acc.not_train} sessions on vali/test queries of {features_path} "
             "(they would leak into model selection and test metrics); etl.allow_eval_queries=true keeps them",
             file=sys.stderr)
-    extras_not_carried = [c for c in extras if c not in numeric_extras]
-    stats = {
-        "source": source,
-        "features": str(features_path) if features_path is not None else None,
-        "list_size": K,
-        "input_rows": total_rows,
-        "sessions": stats_acc.sessions,
-        "impressions": stats_acc.impressions,
-        "clicks": stats_acc.clicks,
-        "zero_click_sessions": stats_acc.zero_click,
-        "impressions_per_position": stats_acc.shown.tolist(),
-        "clicks_per_position": stats_acc.clicked.tolist(),
-        "ctr_per_position": (stats_acc.clicked / np.maximum(stats_acc.shown, 1)).round(6).tolist(),
-        "position_spread": stats_acc.position_spread(),
-        "dropped_rows": {
-            "missing_features": dropped["missing_features"],
-            "beyond_list_size": dropped["beyond_list_size"],
-        },
-        "dropped_sessions": {"zero_click": dropped["zero_click_sessions"], "not_train_split": stats_acc.not_train},
-        "extra_columns_carried": numeric_extras,
-        "extra_columns_not_carried": extras_not_carried,
-        "shards": stats_acc.shards,
-        "sharding": "parts" if file_ranges else "single" if n_shards == 1 else "repartitioned",
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
+    stats = _etl_stats(source, features_path, K, found, acc, extras, numeric_extras, sharding, t0)
     write_json(stats, out_dir / "stats.json")
     return stats
 
@@ -365,32 +374,33 @@ def _write_shards(parts, out: Path, cfg: EtlConfig, source: str, extras: list[st
             continue
         table = _sessionize(df, cfg, source, extras, acc, vocab)
         if table.num_rows:
-            # Polars' Rust Parquet writer: 5x faster than pyarrow's on these fixed-size-list columns
-            # (0.3 vs 1.5 s per 3.3M impressions with 20 behaviour columns), same Arrow schema.
+            # Polars' Rust Parquet writer is several times faster than pyarrow's on these
+            # fixed-size-list columns (benchmarks/RESULTS.md), with the same Arrow schema.
             pl.from_arrow(table).write_parquet(
                 out / f"part-{acc.shards:05d}.parquet", compression="zstd", row_group_size=cfg.row_group_sessions
             )
             acc.shards += 1
 
 
-def _sessionize(df: pl.DataFrame, cfg: EtlConfig, source: str, extras: list[str], acc: _Accumulator, query_vocab: pa.Array) -> pa.Table:
-    """Scatter one shard's impressions into [sessions, K] arrays: slot k = position k+1."""
-    K = cfg.list_size
-    sid = df["session_id"].to_numpy()
+def _session_index(sid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct session ids in order, each row's index into them)."""
     if len(sid) > 1 and (sid[1:] >= sid[:-1]).all():  # logs are usually written session by session: O(n)
         starts = np.concatenate([[True], sid[1:] != sid[:-1]])
-        uniq, s_idx = sid[starts], np.cumsum(starts) - 1
-    else:
-        # Shards come back from the partitioned sink as runs of sorted sessions; a stable sort
-        # (timsort/radix) exploits the runs where np.unique's quicksort does not.
-        order = np.argsort(sid, kind="stable")
-        ordered = sid[order]
-        starts = np.concatenate([[True], ordered[1:] != ordered[:-1]])
-        uniq = ordered[starts]
-        s_idx = np.empty(len(sid), dtype=np.int64)
-        s_idx[order] = np.cumsum(starts) - 1
-    slot = df["position"].to_numpy().astype(np.int64) - 1
-    flat = s_idx * K + slot
+        return sid[starts], np.cumsum(starts) - 1
+    # Shards come back from the partitioned sink as runs of sorted sessions; a stable sort
+    # (timsort/radix) exploits the runs where np.unique's quicksort does not.
+    order = np.argsort(sid, kind="stable")
+    ordered = sid[order]
+    starts = np.concatenate([[True], ordered[1:] != ordered[:-1]])
+    s_idx = np.empty(len(sid), dtype=np.int64)
+    s_idx[order] = np.cumsum(starts) - 1
+    return ordered[starts], s_idx
+
+
+def _slots(df: pl.DataFrame, s_idx: np.ndarray, uniq: np.ndarray, K: int, source: str) -> tuple[np.ndarray, bool]:
+    """(each row's flat slot session * K + position - 1, whether the slots are 0, 1, 2, ... in
+    order); a position shown twice in a session is an error naming its rows."""
+    flat = s_idx * K + df["position"].to_numpy().astype(np.int64) - 1
     S = len(uniq)
     # Full result pages written in position order (the common case) fill slot i with row i: the
     # arrays are then reshapes, not scatters (20 behaviour columns x millions of rows add up).
@@ -404,6 +414,62 @@ def _sessionize(df: pl.DataFrame, cfg: EtlConfig, source: str, extras: list[str]
                 f"{source}: session {uniq[bad // K]} shows position {bad % K + 1} more than once (rows {sorted(rows.tolist())[:5]}); "
                 "positions must be unique within a session"
             )
+    return flat, identity
+
+
+def _count_kept(acc: _Accumulator, cfg: EtlConfig, first_q: np.ndarray, doc: np.ndarray, click: np.ndarray,
+                mask: np.ndarray) -> np.ndarray:
+    """Which sessions the policy keeps (train queries; clicked ones if zero-click sessions are
+    dropped), counting the kept and the dropped into `acc`."""
+    n_clicks = click.sum(axis=1)
+    keep = np.ones(len(first_q), dtype=bool) if acc.train_query is None else acc.train_query[first_q]
+    acc.not_train += int((~keep).sum())
+    acc.zero_click += int((keep & (n_clicks == 0)).sum())
+    if cfg.drop_zero_click_sessions:
+        acc.zero_dropped += int((keep & (n_clicks == 0)).sum())
+        keep &= n_clicks > 0
+    acc.sessions += int(keep.sum())
+    acc.impressions += int(mask[keep].sum())
+    acc.clicks += int(click[keep].sum())
+    acc.shown += mask[keep].sum(axis=0)
+    acc.clicked += click[keep].sum(axis=0)
+    shown = mask & keep[:, None]
+    K = doc.shape[1]
+    acc.see_positions(doc[shown], np.broadcast_to(np.arange(K, dtype=np.int16), doc.shape)[shown])
+    return keep
+
+
+def _session_table(session_id: np.ndarray, first_q: np.ndarray, query_vocab: pa.Array, keep: np.ndarray,
+                   arrays: dict[str, np.ndarray], extras: dict[str, np.ndarray], K: int) -> pa.Table:
+    """The kept sessions as the sessions schema's fixed-size list columns, behaviour columns appended."""
+    all_kept = bool(keep.all())
+
+    def fixed(a: np.ndarray, t: pa.DataType) -> pa.Array:
+        kept_rows = a if all_kept else a[keep]  # no copy when nothing is dropped
+        return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(kept_rows).reshape(-1), t), K)
+
+    cols = {
+        "session_id": pa.array(session_id[keep], pa.int64()),
+        "query_id": pa.DictionaryArray.from_arrays(pa.array(first_q[keep], pa.int32()), query_vocab).dictionary_decode(),
+        "doc_index": fixed(arrays["doc_index"], pa.int32()),
+        "position": fixed(arrays["position"], pa.int16()),
+        "click": fixed(arrays["click"], pa.int8()),
+        "mask": fixed(arrays["mask"], pa.bool_()),
+    }
+    schema = sessions_schema(K)
+    for c, arr in extras.items():
+        t = pa.from_numpy_dtype(arr.dtype)
+        cols[c] = fixed(arr, t)
+        schema = schema.append(pa.field(c, pa.list_(t, K), nullable=False))
+    return pa.table(cols, schema=schema)
+
+
+def _sessionize(df: pl.DataFrame, cfg: EtlConfig, source: str, extras: list[str], acc: _Accumulator, query_vocab: pa.Array) -> pa.Table:
+    """Scatter one shard's impressions into [sessions, K] arrays: slot k = position k+1."""
+    K = cfg.list_size
+    uniq, s_idx = _session_index(df["session_id"].to_numpy())
+    flat, identity = _slots(df, s_idx, uniq, K, source)
+    S = len(uniq)
 
     def place(values: np.ndarray, fill: int) -> np.ndarray:
         if identity:
@@ -422,42 +488,9 @@ def _sessionize(df: pl.DataFrame, cfg: EtlConfig, source: str, extras: list[str]
     mask = doc >= 0
     position = np.where(mask, np.arange(1, K + 1, dtype=np.int16), 0).astype(np.int16)
     extra_arrays = {c: place(df[c].fill_null(0).to_numpy(), 0) for c in extras}
-
-    n_clicks = click.sum(axis=1)
-    keep = np.ones(len(uniq), dtype=bool) if acc.train_query is None else acc.train_query[first_q]
-    acc.not_train += int((~keep).sum())
-    acc.zero_click += int((keep & (n_clicks == 0)).sum())
-    if cfg.drop_zero_click_sessions:
-        acc.zero_dropped += int((keep & (n_clicks == 0)).sum())
-        keep &= n_clicks > 0
-    acc.sessions += int(keep.sum())
-    acc.impressions += int(mask[keep].sum())
-    acc.clicks += int(click[keep].sum())
-    acc.shown += mask[keep].sum(axis=0)
-    acc.clicked += click[keep].sum(axis=0)
-    shown = mask & keep[:, None]
-    acc.see_positions(doc[shown], np.broadcast_to(np.arange(K, dtype=np.int16), doc.shape)[shown])
-
-    all_kept = bool(keep.all())
-
-    def fixed(a: np.ndarray, t: pa.DataType) -> pa.Array:
-        kept_rows = a if all_kept else a[keep]  # no copy when nothing is dropped
-        return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(kept_rows).reshape(-1), t), K)
-
-    cols = {
-        "session_id": pa.array(uniq[keep], pa.int64()),
-        "query_id": pa.DictionaryArray.from_arrays(pa.array(first_q[keep], pa.int32()), query_vocab).dictionary_decode(),
-        "doc_index": fixed(doc, pa.int32()),
-        "position": fixed(position, pa.int16()),
-        "click": fixed(click, pa.int8()),
-        "mask": fixed(mask, pa.bool_()),
-    }
-    schema = sessions_schema(K)
-    for c, arr in extra_arrays.items():
-        t = pa.from_numpy_dtype(arr.dtype)
-        cols[c] = fixed(arr, t)
-        schema = schema.append(pa.field(c, pa.list_(t, K), nullable=False))
-    return pa.table(cols, schema=schema)
+    keep = _count_kept(acc, cfg, first_q, doc, click, mask)
+    arrays = {"doc_index": doc, "position": position, "click": click, "mask": mask}
+    return _session_table(uniq, first_q, query_vocab, keep, arrays, extra_arrays, K)
 
 
 def _raise_mixed_query(df: pl.DataFrame, source: str) -> None:

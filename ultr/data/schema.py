@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from ultr.errors import DataError
 
 FEATURES_METADATA_KEY = b"ultr.features"
 
@@ -54,13 +53,3 @@ def sessions_schema(list_size: int) -> pa.Schema:
         ]
     )
 
-
-def check_columns(schema: pa.Schema, required: dict[str, pa.DataType] | pa.Schema, source: str) -> None:
-    """Fail with the file name and the missing column rather than a KeyError deep in the ETL."""
-    names = required.names if isinstance(required, pa.Schema) else list(required)
-    missing = [n for n in names if n not in schema.names]
-    if missing:
-        raise DataError(
-            f"{source}: missing column(s) {missing}; found {schema.names}. "
-            f"A click log needs {list(CLICK_LOG_COLUMNS)} (map other names with log.columns)."
-        )

@@ -15,9 +15,9 @@ from ultr.errors import DataError
 def elu(x: jax.Array) -> jax.Array:
     """ELU (alpha 1) as exp(x) - 1 on the negative side, with a backward pass that reads only the output.
 
-    XLA:CPU's expm1 costs 2.3x its exp (0.83 vs 0.36 ms over a 2560 x 512 activation), and
-    autodiff of a where() keeps the pre-activation alive for the backward pass. Here the forward
-    is one fused pass and the derivative is 1 where y > 0, y + 1 (= exp(x)) elsewhere. The values
+    XLA:CPU's expm1 costs about twice its exp (benchmarks/RESULTS.md), and autodiff of a where()
+    keeps the pre-activation alive for the backward pass. Here the forward is one fused pass and
+    the derivative is 1 where y > 0, y + 1 (= exp(x)) elsewhere. The values
     differ from `nn.elu` only by float32 rounding (exp(x) - 1 loses relative precision for tiny |x|,
     never more than about 1e-7 in absolute terms).
     """
@@ -49,8 +49,8 @@ def dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
     drawn from `key` (jax.random, threefry).
 
     Why not `jax.random.bernoulli`: XLA:CPU runs threefry as a rolled loop of memory-bound passes,
-    and over the reference MLP's activations (896 x 2560 per step) it took 9.4-13.4 ms, as long as
-    the whole train step; the hash is one fused elementwise pass (0.36 ms). Each element's 32 bits
+    which over the reference MLP's activations took as long as the whole train step; the hash is
+    one fused elementwise pass (benchmarks/RESULTS.md). Each element's 32 bits
     are mix(mix(index ^ seed0) + seed1): distinct indices never collide (mix is a bijection), and
     the keep probability is exact to 2^-32. Deterministic in `key`, like any JAX random draw.
     """
@@ -98,10 +98,9 @@ class MLPRanker(nn.Module):
         if self.activation not in ACTIVATIONS:
             raise DataError(f"model.activation={self.activation!r}; choose from {sorted(ACTIVATIONS)}")
         act = ACTIVATIONS[self.activation]
-        # Rows flattened and transposed to one feature-major [F, rows] matrix. Flattening: XLA:CPU
-        # runs contractions over [B, K, F] much slower than 2-D matmuls (24 -> 20 ms per reference
-        # step). Feature-major: see FeatureMajorDense (the step 22.5 -> 19.3 ms together with the
-        # ELU above; benchmarks/RESULTS.md). On accelerators both are neutral.
+        # Rows flattened and transposed to one feature-major [F, rows] matrix: XLA:CPU runs
+        # contractions over [B, K, F] slower than 2-D matmuls, and feature-major ones faster still
+        # (FeatureMajorDense; measured in benchmarks/RESULTS.md). On accelerators both are neutral.
         lead = x.shape[:-1]
         h = x.reshape((-1, x.shape[-1])).T.astype(self.dtype)
         for width in self.hidden:

@@ -334,3 +334,10 @@ def make_click_model(name: str, *, y_max: int, **params) -> ClickModel:
     check_click_model_params(params)
     params = {k: tuple(tuple(r) if isinstance(r, (list, tuple)) else r for r in v) if isinstance(v, list) else v for k, v in params.items()}
     return MODELS[name](y_max=y_max, **params)
+
+
+def click_model_from_config(cm: Mapping[str, Any], features: Any) -> ClickModel:
+    """The `click_model` config block on a features table (its largest label sets the grade scale)."""
+    params = {k: v for k, v in cm.items() if k != "name"}
+    y_max = int(features.labels[features.labels >= 0].max())
+    return make_click_model(cm["name"], y_max=y_max, **params)

@@ -151,8 +151,8 @@ def device_resident(arrays: Mapping[str, np.ndarray], max_mb: float | None) -> b
         return False  # several processes: each reads its own shards, batches are assembled per process
     if _simulated_cpu_devices():
         # Several devices simulated on the host CPU share its cores: keep the path the 8-device
-        # equality was established on (host batches, no thread). Full-size 8-device runs that
-        # overlapped other jobs aborted in XLA:CPU's in-process all-reduce rendezvous (40 s timeout).
+        # equality was established on (host batches, no thread): with device-resident data, runs that
+        # overlap other jobs can time out in XLA:CPU's in-process all-reduce rendezvous.
         return False
     return sum(v.nbytes for v in arrays.values()) <= max_mb * 2**20
 

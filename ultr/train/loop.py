@@ -97,6 +97,105 @@ def curve_contexts(steps: Steps, arrays: Mapping[str, np.ndarray], features: Any
     return jnp.asarray(arrays["doc_index"][rows]), jnp.asarray(arrays["mask"][rows]), features
 
 
+@dataclass
+class _Watch:
+    """The loop's early-stopping state (checkpointed with the model, so a resumed run stops where an
+    uninterrupted one would)."""
+
+    bad_evals: int = 0
+    last_vali: float = float("nan")
+    last_curve: np.ndarray | None = None
+    curve_change: float = math.inf
+    stopped: bool = False
+
+    def meta(self) -> dict[str, Any]:
+        return {"bad_evals": self.bad_evals, "last_vali": self.last_vali,
+                "last_curve": None if self.last_curve is None else self.last_curve.tolist(),
+                "curve_change": self.curve_change if math.isfinite(self.curve_change) else None}
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any]) -> "_Watch":
+        w = cls(bad_evals=meta["bad_evals"], last_vali=meta["last_vali"])
+        if meta.get("last_curve") is not None:
+            w.last_curve = np.asarray(meta["last_curve"], np.float64)
+            w.curve_change = math.inf if meta.get("curve_change") is None else float(meta["curve_change"])
+        return w
+
+
+def _restore(ckpt: TrainCheckpoints, state: TrainState, best: FitResult, train: BatchIterator) -> tuple[TrainState, _Watch, int]:
+    """Continue a killed run: its state, best state, history, early-stopping state and iterator."""
+    state, best_state, meta = ckpt.restore(state)
+    best.best_state = best_state
+    best.best_step, best.best_vali, best.history = meta["best_step"], meta["best_vali"], meta["history"]
+    train.restore(meta["iterator"])
+    best.resumed_from_step = meta["step"]
+    return state, _Watch.from_meta(meta), meta["step"]
+
+
+def _batch_source(steps: Steps, train: BatchIterator, sharder: Sharder, features: Any, device_data_mb: float | None):
+    """(batches, step function): training arrays under `device_data_mb` stay on the device and the
+    step gathers its rows there; larger ones are batched on the host in a background thread."""
+    if device_resident(train.arrays, device_data_mb):
+        arrays_dev = sharder.replicate(dict(train.arrays))
+        step_fn = gather_step(steps.train_step, sharder)
+        # Shipping 1 KB of indices needs no background thread.
+        batches = Prefetcher(RowIterator(train), lambda rows: jax.device_put(rows, sharder.batch), 0)
+        return batches, lambda state, rows: step_fn(state, arrays_dev, rows, features)
+    batches = Prefetcher(train, sharder.put_batch, prefetch_depth())
+    return batches, lambda state, batch: steps.train_step(state, batch, features)
+
+
+def _log_metrics(pending: list, name: str, step: int, best: FitResult, writer: Any, bar: Any, last_vali: float) -> None:
+    """Read the pending steps' metrics back (this blocks on the device), fail on a non-finite loss,
+    and log the last one."""
+    host = jax.device_get(pending)
+    for s, m in host:
+        loss = float(m["loss"])
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(
+                f"{name}: loss became {loss} at step {s}; lower optim.learning_rate, set optim.clip_norm, "
+                "or check the input features for extreme values"
+            )
+    if writer is not None:
+        for k, v in host[-1][1].items():
+            writer.add_scalar(f"{name}/{k}", float(v), step)
+    bar.set_postfix(loss=f"{float(host[-1][1]['loss']):.4f}", vali_ndcg10=f"{last_vali:.4f}", refresh=False)
+    bar.update(len(host))
+    best.history.append({"step": step, "loss": float(host[-1][1]["loss"])})
+
+
+def _evaluate(steps: Steps, state: TrainState, step: int, vali: QueryLists, features: Any, max_label: float,
+              list_size: int, contexts: Any, best: FitResult, watch: _Watch, patience: int | None,
+              propensity_tol: float | None, writer: Any, name: str) -> None:
+    """Validation nDCG@10 and the learned curve into the history; keep the best state; decide
+    whether to stop (patience, and with `propensity_tol` a settled curve)."""
+    scores = score_lists(steps, state.ranker, vali, features)
+    means, _, _ = evaluate_scores(scores, vali.label, vali.mask, max_label)
+    watch.last_vali = means["ndcg@10"]
+    best.history[-1]["vali_ndcg@10"] = watch.last_vali
+    curve = read_propensity(steps, state.propensity, list_size, contexts).astype(np.float64) if steps.learns_propensity else None
+    if curve is not None:
+        best.history[-1]["propensity"] = [round(float(v), 7) for v in curve]
+    watch_curve = propensity_tol is not None and steps.learns_propensity
+    if watch_curve:
+        if watch.last_curve is not None:
+            watch.curve_change = float(np.max(np.abs(curve - watch.last_curve) / np.maximum(np.abs(watch.last_curve), 1e-12)))
+            best.history[-1]["propensity_change"] = watch.curve_change
+        watch.last_curve = curve
+    if writer is not None:
+        writer.add_scalar(f"{name}/vali_ndcg_at_10", watch.last_vali, step)
+        for k, v in enumerate(curve if curve is not None else [], start=1):
+            writer.add_scalar(f"{name}/propensity/position_{k}", float(v), step)
+    if watch.last_vali > best.best_vali:
+        best.best_state, best.best_step, best.best_vali = jax.device_get(state), step, watch.last_vali
+        watch.bad_evals = 0
+        return
+    watch.bad_evals += 1
+    watch.stopped = patience is not None and watch.bad_evals >= patience
+    if watch_curve:
+        watch.stopped = watch.stopped and watch.curve_change < propensity_tol
+
+
 def fit(
     steps: Steps,
     train: BatchIterator,
@@ -123,11 +222,8 @@ def fit(
     """Train for up to `train_steps`, validating nDCG@10 every `eval_every` steps; keep the best.
 
     With `vali=None` (a log without expert labels) it trains all steps and keeps the last state.
-    Batches are sharded over every device (data parallel). Training arrays under `device_data_mb`
-    stay on the device and steps gather their batches there (`gather_step`); larger ones are
-    batched on the host in a background thread. With `checkpoint_dir` and `checkpoint_every`, the
-    whole loop state is checkpointed so that `resume=True` continues exactly where a killed run
-    stopped (bitwise on CPU).
+    Batches are sharded over every device (data parallel; `_batch_source`). With `checkpoint_dir`
+    and `checkpoint_every`, `resume=True` continues where a killed run stopped (bitwise on CPU).
 
     Early stopping follows the ranker's validation score, but a method that learns a propensity
     curve also waits (`propensity_tol`) until the curve has settled: its largest relative change
@@ -138,103 +234,39 @@ def fit(
     sharder = Sharder(data_mesh(), global_batch or train.batch_size)
     state = steps.init(jax.random.PRNGKey(seed), train.batch_size)
     best = FitResult(best_state=jax.device_get(state), best_step=0, best_vali=-math.inf)
-    bad_evals, start, last_vali = 0, 0, float("nan")
-    watch_curve = propensity_tol is not None and steps.learns_propensity
-    last_curve: np.ndarray | None = None
-    curve_change = math.inf
+    watch, start = _Watch(), 0
     if checkpoint_dir and checkpoint_every and not resume:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)  # a fresh run must not mix with an older one's steps
     ckpt = TrainCheckpoints(checkpoint_dir) if checkpoint_dir and checkpoint_every else None
     if resume and ckpt is not None and ckpt.latest_step() is not None:
-        state, best_state, meta = ckpt.restore(state)
-        best.best_state = best_state
-        best.best_step, best.best_vali, best.history = meta["best_step"], meta["best_vali"], meta["history"]
-        bad_evals, last_vali, start = meta["bad_evals"], meta["last_vali"], meta["step"]
-        if meta.get("last_curve") is not None:
-            last_curve = np.asarray(meta["last_curve"], np.float64)
-            curve_change = math.inf if meta.get("curve_change") is None else float(meta["curve_change"])
-        train.restore(meta["iterator"])
-        best.resumed_from_step = start
+        state, watch, start = _restore(ckpt, state, best, train)
     state = sharder.replicate(state)
     features = None if features is None else sharder.replicate(features)
     best.contexts = contexts = curve_contexts(steps, train.arrays, features)
-    stopped = meta_done = start >= train_steps or (resume and ckpt is not None and ckpt.finished())
+    done_before = start >= train_steps or (resume and ckpt is not None and ckpt.finished())
     t0 = time.perf_counter()
     bar = tqdm(total=train_steps, initial=start, desc=name, disable=not progress, file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
-    if device_resident(train.arrays, device_data_mb):
-        arrays_dev = sharder.replicate(dict(train.arrays))
-        step_fn = gather_step(steps.train_step, sharder)
-        # Shipping 1 KB of indices needs no background thread.
-        batches = Prefetcher(RowIterator(train), lambda rows: jax.device_put(rows, sharder.batch), 0)
-
-        def run_step(state, rows):
-            return step_fn(state, arrays_dev, rows, features)
-    else:
-        step_fn = steps.train_step
-        batches = Prefetcher(train, sharder.put_batch, prefetch_depth())
-
-        def run_step(state, batch):
-            return step_fn(state, batch, features)
+    batches, run_step = _batch_source(steps, train, sharder, features, device_data_mb)
     pending: list[tuple[int, dict[str, jax.Array]]] = []
     step = start
     try:
         for step in range(start + 1, train_steps + 1):
-            if meta_done:
+            if done_before:
                 break
             batch, it_state = next(batches)
             state, metrics = run_step(state, batch)
             pending.append((step, metrics))
-            # Reading metrics back blocks on the device, so do it only every `log_every` steps.
             if step % log_every == 0 or step % eval_every == 0 or step == train_steps:
-                host = jax.device_get(pending)
+                _log_metrics(pending, name, step, best, writer, bar, watch.last_vali)
                 pending = []
-                for s, m in host:
-                    loss = float(m["loss"])
-                    if not math.isfinite(loss):
-                        raise NonFiniteLossError(
-                            f"{name}: loss became {loss} at step {s}; lower optim.learning_rate, set optim.clip_norm, "
-                            "or check the input features for extreme values"
-                        )
-                if writer is not None:
-                    for k, v in host[-1][1].items():
-                        writer.add_scalar(f"{name}/{k}", float(v), step)
-                bar.set_postfix(loss=f"{float(host[-1][1]['loss']):.4f}", vali_ndcg10=f"{last_vali:.4f}", refresh=False)
-                bar.update(len(host))
-                best.history.append({"step": step, "loss": float(host[-1][1]["loss"])})
             if vali is not None and (step % eval_every == 0 or step == train_steps):
-                scores = score_lists(steps, state.ranker, vali, features)
-                means, _, _ = evaluate_scores(scores, vali.label, vali.mask, max_label)
-                last_vali = means["ndcg@10"]
-                best.history[-1]["vali_ndcg@10"] = last_vali
-                curve = read_propensity(steps, state.propensity, list_size, contexts).astype(np.float64) if steps.learns_propensity else None
-                if curve is not None:
-                    best.history[-1]["propensity"] = [round(float(v), 7) for v in curve]
-                if watch_curve:
-                    if last_curve is not None:
-                        curve_change = float(np.max(np.abs(curve - last_curve) / np.maximum(np.abs(last_curve), 1e-12)))
-                        best.history[-1]["propensity_change"] = curve_change
-                    last_curve = curve
-                if writer is not None:
-                    writer.add_scalar(f"{name}/vali_ndcg_at_10", last_vali, step)
-                    if curve is not None:
-                        for k, v in enumerate(curve, start=1):
-                            writer.add_scalar(f"{name}/propensity/position_{k}", float(v), step)
-                if last_vali > best.best_vali:
-                    best.best_state, best.best_step, best.best_vali = jax.device_get(state), step, last_vali
-                    bad_evals = 0
-                else:
-                    bad_evals += 1
-                    stopped = patience is not None and bad_evals >= patience
-                    if watch_curve:
-                        stopped = stopped and curve_change < propensity_tol
-            if ckpt is not None and (step % checkpoint_every == 0 or stopped or step == train_steps):
+                _evaluate(steps, state, step, vali, features, max_label, list_size, contexts, best, watch, patience,
+                          propensity_tol, writer, name)
+            if ckpt is not None and (step % checkpoint_every == 0 or watch.stopped or step == train_steps):
                 ckpt.save(step, jax.device_get(state), best.best_state, {
                     "step": step, "best_step": best.best_step, "best_vali": best.best_vali, "history": best.history,
-                    "bad_evals": bad_evals, "last_vali": last_vali, "iterator": it_state,
-                    "last_curve": None if last_curve is None else last_curve.tolist(), "curve_change": curve_change if math.isfinite(curve_change) else None,
-                    "finished": bool(stopped or step == train_steps),
-                })
-            if stopped:
+                    "iterator": it_state, **watch.meta(), "finished": bool(watch.stopped or step == train_steps)})
+            if watch.stopped:
                 break
     finally:
         batches.close()
@@ -242,7 +274,5 @@ def fit(
     best.final_state = jax.device_get(state)
     if vali is None:
         best.best_state, best.best_step = best.final_state, step
-    best.steps_run = step
-    best.seconds = time.perf_counter() - t0
-    best.compiles = steps.traces[0]
+    best.steps_run, best.seconds, best.compiles = step, time.perf_counter() - t0, steps.traces[0]
     return best

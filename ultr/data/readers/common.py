@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import polars as pl
 
+from ultr.data.io import write_parquet
 from ultr.errors import DataError
 
 LINE = "_line"  # 1-based line number in its file
@@ -171,8 +172,6 @@ class PartWriter:
 
 def finish(parts_dir: Path, quarantine: Quarantine, out_dir: Path, stats: dict[str, Any]) -> dict[str, Any]:
     if quarantine.frames:
-        from ultr.data.io import write_parquet
-
         write_parquet(pl.concat(quarantine.frames).to_arrow(), out_dir / "quarantine.parquet")
         stats["quarantine_file"] = str(out_dir / "quarantine.parquet")
     stats["quarantined"] = dict(quarantine.counts)

@@ -1,0 +1,56 @@
+"""The run configs of `conf/`, composed with OmegaConf alone (the library does not depend on
+Hydra, which drives the command lines in `pipelines/`): a primary config's defaults list of
+`group: option` entries and `_self_`, group files' own defaults, then `group=option` choices and
+`key=value` overrides. Presets (`+experiment=...`) and sweeps need the Hydra command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ultr.errors import DataError
+from ultr.paths import CONF_DIR
+
+
+def _load(path: Path) -> DictConfig:
+    if not path.exists():
+        raise DataError(f"{path}: no such config file; see the options under {path.parent}")
+    return OmegaConf.load(path)  # type: ignore[return-value]
+
+
+def _with_defaults(body: DictConfig, merge_option: Any) -> DictConfig:
+    """Merge a config's defaults list and its own body in order (`_self_` last unless placed)."""
+    defaults = list(body.pop("defaults", []) or [])
+    if "_self_" not in defaults:
+        defaults.append("_self_")
+    out = OmegaConf.create({})
+    for entry in defaults:
+        out = OmegaConf.merge(out, body if entry == "_self_" else merge_option(entry))
+    return out  # type: ignore[return-value]
+
+
+def _group(group: str, option: str) -> DictConfig:
+    body = _load(CONF_DIR / group / f"{option}.yaml")
+    return _with_defaults(body, lambda entry: _group(group, str(entry)))
+
+
+def compose(name: str = "experiment", overrides: list[str] | None = None) -> dict[str, Any]:
+    """The config `conf/<name>.yaml` as a plain dict, with `group=option` and `key=value` overrides."""
+    overrides = [str(o) for o in overrides or []]
+    if bad := [o for o in overrides if "=" not in o or o.startswith(("+", "~"))]:
+        raise DataError(f"override {bad[0]!r}: use key=value or group=option (presets need the pipelines' command line)")
+    primary = _load(CONF_DIR / f"{name}.yaml")
+    primary.pop("hydra", None)
+    groups = {k: v for d in primary.get("defaults", []) if isinstance(d, DictConfig) for k, v in d.items()}
+    choices = dict(o.split("=", 1) for o in overrides if o.split("=", 1)[0] in groups)
+    values = [o for o in overrides if o.split("=", 1)[0] not in groups]
+    cfg = _with_defaults(primary, lambda d: OmegaConf.create({g: _group(g, choices.get(g, o)) for g, o in d.items()}))
+    OmegaConf.set_struct(cfg, True)
+    try:
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(values))
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    except OmegaConfBaseException as e:
+        raise DataError(f"config override in {values}: {str(e).splitlines()[0]}") from e

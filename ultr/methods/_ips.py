@@ -1,0 +1,14 @@
+"""What the three IPS methods share: the loss on known propensities; they differ in where the
+propensities come from (`known`)."""
+
+from __future__ import annotations
+
+from ultr.algorithms.ips import ips_loss
+from ultr.methods.base import KnownPropensityMethod, optional_float
+
+
+class IpsMethod(KnownPropensityMethod):
+    def loss(self, p, scores, p_params, batch, x):
+        loss = ips_loss(scores, batch["targets"], batch["position"], batch["mask"], p.known["propensity"],
+                        max_weight=optional_float(p.cfg, "max_weight"))
+        return loss, {"loss": loss, "rank_loss": loss}
