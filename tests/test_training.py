@@ -71,7 +71,7 @@ def test_checkpoint_restores_selected_model(experiment_run):
 
 
 def test_same_seed_same_model(tmp_path):
-    cfg = small_cfg(**{"algorithm": "naive", "trainer.checkpoint": "false", "trainer.tensorboard": "false"})
+    cfg = small_cfg(**{"algorithm.methods": "[naive]", "trainer.checkpoint": "false", "trainer.tensorboard": "false"})
     a = run_experiment(cfg, tmp_path / "a")["methods"]["naive"]["test"]
     b = run_experiment(cfg, tmp_path / "b")["methods"]["naive"]["test"]
     assert a == b
@@ -93,7 +93,7 @@ def test_dla_recovers_known_propensity_curve(tmp_path):
 def test_nonfinite_loss_stops_with_clear_error(tmp_path):
     from ultr.train.loop import NonFiniteLossError
 
-    cfg = small_cfg(**{"algorithm": "naive", "optim.learning_rate": "1e30", "optim.clip_norm": "null", "trainer.tensorboard": "false"})
+    cfg = small_cfg(**{"algorithm.methods": "[naive]", "optim.learning_rate": "1e30", "optim.clip_norm": "null", "trainer.tensorboard": "false"})
     with pytest.raises(NonFiniteLossError, match="loss became .* at step"):
         run_experiment(cfg, tmp_path)
 
@@ -183,7 +183,7 @@ def test_prefetcher_preserves_order_and_state():
 
 
 def test_rerun_into_same_run_dir(tmp_path):
-    cfg = small_cfg(**{"algorithm": "naive", "trainer.checkpoint_every": "20", "trainer.tensorboard": "false"})
+    cfg = small_cfg(**{"algorithm.methods": "[naive]", "trainer.checkpoint_every": "20", "trainer.tensorboard": "false"})
     first = run_experiment(cfg, tmp_path)
     again = run_experiment(cfg, tmp_path)  # older training checkpoints must not block a fresh run
     assert first["methods"]["naive"]["test"] == again["methods"]["naive"]["test"]
@@ -192,7 +192,7 @@ def test_rerun_into_same_run_dir(tmp_path):
 def test_early_stopping_waits_for_the_propensity_curve(tmp_path):
     """The ranker's patience alone stops early; with a propensity tolerance nothing converges to,
     the run goes on to the step budget, recording each evaluation's curve and its relative change."""
-    base = {"algorithm": "dla", "trainer.steps": 200, "trainer.eval_every": 20, "trainer.patience": 1,
+    base = {"algorithm.methods": "[dla]", "trainer.steps": 200, "trainer.eval_every": 20, "trainer.patience": 1,
             "trainer.checkpoint": "false", "trainer.tensorboard": "false"}
     runs = {}
     for name, tol in (("off", "null"), ("loose", "1e9"), ("strict", "1e-12")):
@@ -271,16 +271,16 @@ def test_diverged_curve_trains_again_with_the_severe_bias_settings(tmp_path, mon
     """A diverged curve (the propensity warning) makes the default run train DLA again with
     `fallback.overrides` and keep the retrained run; results.json records both. Divergence is
     forced on the first check (a real one takes minutes of eta=2 training; RESULTS has those)."""
-    import ultr.experiment as experiment
+    import ultr.training as training
 
     calls = []
-    real = experiment.propensity_warning
+    real = training.propensity_warning
 
     def first_diverges(curve, *a):
         calls.append(1)
         return "the learned curve puts position 4 at 171x position 1" if len(calls) == 1 else real(curve, *a)
 
-    monkeypatch.setattr(experiment, "propensity_warning", first_diverges)
+    monkeypatch.setattr(training, "propensity_warning", first_diverges)
     cfg = small_cfg(**{"algorithm.methods": "[dla]", "trainer.checkpoint": "false"})
     r = run_experiment(cfg, tmp_path)
     fb = r["methods"]["dla"]["fallback"]
