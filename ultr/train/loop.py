@@ -132,6 +132,27 @@ def _restore(ckpt: TrainCheckpoints, state: TrainState, best: FitResult, train: 
     return state, _Watch.from_meta(meta), meta["step"]
 
 
+def _start(steps: Steps, train: BatchIterator, seed: int, checkpoint_dir: str | Path | None, checkpoint_every: int,
+           resume: bool) -> tuple[TrainState, FitResult, _Watch, int, TrainCheckpoints | None]:
+    """The initial state, or with `resume` a killed run's; a fresh run clears older checkpoints."""
+    state = steps.init(jax.random.PRNGKey(seed), train.batch_size)
+    best = FitResult(best_state=jax.device_get(state), best_step=0, best_vali=-math.inf)
+    if checkpoint_dir and checkpoint_every and not resume:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # a fresh run must not mix with an older one's steps
+    ckpt = TrainCheckpoints(checkpoint_dir) if checkpoint_dir and checkpoint_every else None
+    if resume and ckpt is not None and ckpt.latest_step() is not None:
+        state, watch, start = _restore(ckpt, state, best, train)
+        return state, best, watch, start, ckpt
+    return state, best, _Watch(), 0, ckpt
+
+
+def _save(ckpt: TrainCheckpoints, step: int, state: TrainState, best: FitResult, it_state: Any, watch: _Watch,
+          finished: bool) -> None:
+    ckpt.save(step, jax.device_get(state), best.best_state, {
+        "step": step, "best_step": best.best_step, "best_vali": best.best_vali, "history": best.history,
+        "iterator": it_state, **watch.meta(), "finished": bool(finished)})
+
+
 def _batch_source(steps: Steps, train: BatchIterator, sharder: Sharder, features: Any, device_data_mb: float | None):
     """(batches, step function): training arrays under `device_data_mb` stay on the device and the
     step gathers its rows there; larger ones are batched on the host in a background thread."""
@@ -232,14 +253,7 @@ def fit(
     step), and the curve is read from the final state. The ranker kept is still the best one.
     """
     sharder = Sharder(data_mesh(), global_batch or train.batch_size)
-    state = steps.init(jax.random.PRNGKey(seed), train.batch_size)
-    best = FitResult(best_state=jax.device_get(state), best_step=0, best_vali=-math.inf)
-    watch, start = _Watch(), 0
-    if checkpoint_dir and checkpoint_every and not resume:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # a fresh run must not mix with an older one's steps
-    ckpt = TrainCheckpoints(checkpoint_dir) if checkpoint_dir and checkpoint_every else None
-    if resume and ckpt is not None and ckpt.latest_step() is not None:
-        state, watch, start = _restore(ckpt, state, best, train)
+    state, best, watch, start, ckpt = _start(steps, train, seed, checkpoint_dir, checkpoint_every, resume)
     state = sharder.replicate(state)
     features = None if features is None else sharder.replicate(features)
     best.contexts = contexts = curve_contexts(steps, train.arrays, features)
@@ -263,9 +277,7 @@ def fit(
                 _evaluate(steps, state, step, vali, features, max_label, list_size, contexts, best, watch, patience,
                           propensity_tol, writer, name)
             if ckpt is not None and (step % checkpoint_every == 0 or watch.stopped or step == train_steps):
-                ckpt.save(step, jax.device_get(state), best.best_state, {
-                    "step": step, "best_step": best.best_step, "best_vali": best.best_vali, "history": best.history,
-                    "iterator": it_state, **watch.meta(), "finished": bool(watch.stopped or step == train_steps)})
+                _save(ckpt, step, state, best, it_state, watch, finished=watch.stopped or step == train_steps)
             if watch.stopped:
                 break
     finally:
