@@ -7,16 +7,21 @@ import sys
 from typing import Any, Callable
 
 from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
+from ultr.config import CODE_OPTIONS
 from ultr.errors import DataError
 from ultr.paths import CONF_DIR
 
 # Absolute, so every entry point finds the configs however it is started (source tree or wheel).
 CONF = str(CONF_DIR)
+# Options written in code (each method's settings, from its module) join the YAML ones.
+for (_group, _option), _content in CODE_OPTIONS.items():
+    ConfigStore.instance().store(group=_group, name=_option, node=_content())
 
 
 def _cpu_device_flags() -> None:

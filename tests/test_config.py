@@ -35,3 +35,13 @@ def test_the_propensity_optimiser_follows_optim_unless_set():
     cfg = compose("experiment", ["optim.clip_norm=2.0"])
     assert tower_optim(cfg) == {**cfg["optim"], "learning_rate": 0.2}
     assert tower_optim(compose("experiment", ["propensity_optim.clip_norm=9.0"]))["clip_norm"] == 9.0
+
+
+def test_every_method_brings_its_settings_from_its_module():
+    """conf/algorithm/ lists methods only: a method module's `defaults` are its settings block, so a
+    new method needs no YAML."""
+    from ultr import methods
+
+    for name in methods.names():
+        assert compose("experiment")["algorithm"][name] == methods.get(name).defaults
+        assert default_config()["algorithm"][name] == methods.get(name).defaults

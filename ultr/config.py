@@ -11,8 +11,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ultr import methods
 from ultr.errors import DataError
 from ultr.paths import CONF_DIR
+
+# Config options written in code, not YAML: (group, option) -> its content. The Hydra entry points
+# register the same ones in Hydra's ConfigStore (pipelines/_entry.py).
+CODE_OPTIONS = {("algorithm", "_methods"): methods.default_settings}
 
 
 def _load(path: Path) -> DictConfig:
@@ -33,6 +38,8 @@ def _with_defaults(body: DictConfig, merge_option: Any) -> DictConfig:
 
 
 def _group(group: str, option: str) -> DictConfig:
+    if (group, option) in CODE_OPTIONS:
+        return OmegaConf.create(CODE_OPTIONS[group, option]())  # type: ignore[return-value]
     body = _load(CONF_DIR / group / f"{option}.yaml")
     return _with_defaults(body, lambda entry: _group(group, str(entry)))
 

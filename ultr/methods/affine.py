@@ -15,6 +15,10 @@ class Affine(Method):
     unclicked_evidence = True  # unbiased only over all logged sessions
     needs = ("alpha", "beta")
     needs_hint = "the trust-bias parameters alpha and beta per position (a trust click model's propensities.json)"
+    defaults = {
+        "aggregate": True,  # targets (C - B)/A per document aggregated over the log (False: per click (c - beta_k)/alpha_k)
+        "clip_negative": True,  # aggregated form: floor the estimates at 0 (see dr)
+    }
 
     def data_kind(self, cfg):
         return LISTS if bool(cfg.get("aggregate", False)) else SESSIONS

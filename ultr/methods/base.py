@@ -65,6 +65,9 @@ class Method:
     reports_curve = False  # it learns or reads a position-bias curve (`curve`)
     needs: tuple[str, ...] = ()  # keys of `known` it cannot train without
     needs_hint = ""  # how to provide them
+    # Its settings and their defaults: the config's `algorithm.<name>` block (conf/algorithm/ holds
+    # only the method list), overridable on the command line as algorithm.<name>.<key>=...
+    defaults: dict[str, Any] = {}
 
     def data_kind(self, cfg: Mapping[str, Any]) -> str:
         return self.data

@@ -9,6 +9,14 @@ from ultr.methods.base import TowerMethod, optional_float
 
 class Dla(TowerMethod):
     name = "dla"
+    defaults = {
+        "rank_weight": 1.0,  # lambda in L = L_prop + lambda * L_rank
+        "max_weight": None,  # clip inverse weights (None = no clipping)
+        "max_relevance_weight": None,  # clip the inverse relevance weights alone
+        "normalization": "softmax",  # softmax (reference) | sigmoid
+        # batch (ALGORITHMS.md and ULTRA's code) | list (each session's targets normalised and counted once)
+        "loss_normalization": "batch",
+    }
 
     def sigmoid_examination(self, p):
         return p.cfg.get("normalization", "softmax") == "sigmoid"

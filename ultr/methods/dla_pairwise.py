@@ -27,6 +27,7 @@ def click_weighted_pairwise_loss(logits: jax.Array, clicks: jax.Array, mask: jax
 
 class DlaPairwise(Dla):
     name = "dla_pairwise"
+    defaults = {"rank_weight": 1.0, "max_weight": None, "normalization": "softmax"}
 
     def loss(self, p, scores, p_params, batch, x):
         c, pos, clicks, mask = p.cfg, batch["position"], batch["targets"], batch["mask"]

@@ -17,6 +17,12 @@ class Dr(Method):
     unclicked_evidence = True  # unbiased only over all logged sessions
     needs = ("alpha",)
     needs_hint = "the click model's alpha (and beta) per position (known['alpha'])"
+    defaults = {
+        "max_weight": None,  # clip 1/rho (inverse expected exposure)
+        "clip_negative": True,  # floor the DR estimates at 0 (only trust bias makes them negative)
+        "dm_hidden": None,  # direct-method MLP widths; None = the ranker's (model.hidden)
+        "direct": True,  # False: no direct method; the aggregated affine/IPS estimates (C - B)/A of shown documents
+    }
 
     def known(self, src):
         # The click model's P(c | k, d) = alpha_k R_d + beta_k: trust bias's own (alpha, beta),

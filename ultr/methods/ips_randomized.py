@@ -10,6 +10,7 @@ from ultr.simulation.simulate import randomized_propensity
 
 class IpsRandomized(IpsMethod):
     name = "ips_randomized"
+    defaults = {"max_weight": None, "sessions": 200_000}  # sessions: size of the simulated randomisation experiment
 
     def known(self, src):
         cfg = src.cfg

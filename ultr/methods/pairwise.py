@@ -13,6 +13,7 @@ class Pairwise(Method):
     name = "pairwise"
     learns_propensity = True
     reports_curve = True
+    defaults = {"bias_momentum": 0.9}  # moving average of the closed-form t+/t- batch sums
 
     def init_tower(self, p, key, x):
         return {"t_plus_sums": jnp.zeros(p.list_size), "t_minus_sums": jnp.zeros(p.list_size)}

@@ -15,6 +15,12 @@ from ultr.methods.base import TowerMethod, gradient_update, option
 class Rem(TowerMethod):
     name = "rem"
     unclicked_evidence = True  # P(click) is fitted on every impression
+    defaults = {
+        # closed: Wang et al.'s M-step for examination (mean posterior per position) | gradient:
+        # the examination tower also regresses on the posteriors by gradient steps
+        "m_step": "closed",
+        "bias_momentum": 0.9,  # closed: moving average of the batches' mean posteriors (online EM)
+    }
 
     def closed(self, cfg) -> bool:
         return option(cfg, "m_step", "closed", ("closed", "gradient"), self.name) == "closed"

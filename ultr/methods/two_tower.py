@@ -10,6 +10,7 @@ from ultr.methods.base import TowerMethod
 class TwoTower(TowerMethod):
     name = "two_tower"
     unclicked_evidence = True  # P(click) is fitted on every impression
+    defaults = {"combine": "additive"}  # additive (logit s + e) | multiplicative (PBM / PAL)
 
     def sigmoid_examination(self, p):
         # Additive towers are odds ratios (exp(e_k - e_1)); multiplicative ones probabilities.
