@@ -66,20 +66,23 @@ def check_resumable(run_dir: Path, trainer: Mapping[str, Any]) -> None:
             "and no finished method; set hydra.run.dir to the interrupted run's directory, or drop trainer.resume")
 
 
-def _given_log(cfg: Mapping[str, Any], run_dir: Path, stages: Stages, progress: bool) -> tuple[Path, bool]:
+def _given_log(cfg: Mapping[str, Any], run_dir: Path, stages: Stages, progress: bool
+               ) -> tuple[Path, bool, FeatureTable | None]:
     """`clicks=PATH`: ingest the features and run the ETL on that log in the run directory."""
     with stages("ingest"):
-        ingest(cfg["data"], run_dir, seed=int(cfg["seed"]), cache=cfg.get("cache"), progress=progress)
+        features = ingest(cfg["data"], run_dir, seed=int(cfg["seed"]), cache=cfg.get("cache"), progress=progress)
     clicks_path = existing(cfg["clicks"], "clicks")
     sidecar = clicks_path.parent / "propensities.json"
     write_json(json.loads(sidecar.read_text()) if sidecar.exists() else {}, run_dir / "propensities.json")
     with stages("etl"):
         run_etl(clicks_path, run_dir / "features.parquet", run_dir, etl_config(cfg["etl"]), progress=progress)
-    return run_dir, False
+    return run_dir, False, features
 
 
-def _simulated_log(cfg: Mapping[str, Any], run_dir: Path, stages: Stages, progress: bool) -> tuple[Path, bool]:
-    """Ingest, simulate and ETL once per data setting (the cache), or into the run directory."""
+def _simulated_log(cfg: Mapping[str, Any], run_dir: Path, stages: Stages, progress: bool
+                   ) -> tuple[Path, bool, FeatureTable | None]:
+    """Ingest, simulate and ETL once per data setting (the cache), or into the run directory. The
+    features are read back afterwards (None): the build may have run in another process."""
     def build(out: Path) -> None:
         with stages("ingest"):
             table = ingest(cfg["data"], out, seed=int(cfg["seed"]), cache=cfg.get("cache"), progress=progress)
@@ -90,16 +93,17 @@ def _simulated_log(cfg: Mapping[str, Any], run_dir: Path, stages: Stages, progre
             run_etl(out / "clicks.parquet", out / "features.parquet", out, etl_config(cfg["etl"]), progress=progress)
 
     if cfg.get("cache", {}).get("enabled", True):
-        return cached_dir(cfg, build, letor_splits(cfg["data"]).values())
+        return (*cached_dir(cfg, build, letor_splits(cfg["data"]).values()), None)
     build(run_dir)
-    return run_dir, False
+    return run_dir, False, None
 
 
 def load_data(cfg: Mapping[str, Any], run_dir: Path, stages: Stages, names: list[str]) -> ExperimentData:
     progress = bool(cfg["trainer"].get("progress", True))
-    data_dir, cached = (_given_log if cfg.get("clicks") else _simulated_log)(cfg, run_dir, stages, progress)
-    with stages("read_features", cached=cached):
-        features = read_features(data_dir / "features.parquet")
+    data_dir, cached, features = (_given_log if cfg.get("clicks") else _simulated_log)(cfg, run_dir, stages, progress)
+    if features is None:
+        with stages("read_features", cached=cached):
+            features = read_features(data_dir / "features.parquet")
     sidecar = json.loads((data_dir / "propensities.json").read_text())
     stats = json.loads((data_dir / "stats.json").read_text())
     if data_dir != run_dir:

@@ -166,6 +166,5 @@ def train_with_fallback(name: str, cfg: Mapping[str, Any], *args: Any, checkpoin
     better = again.fit.best_vali > trained.fit.best_vali
     keep_again = (not again_diverged or better) if diverged else (better and not again_diverged)
     record = {"trigger": trigger, "overrides": overrides, "kept": "fallback" if keep_again else "first",
-              "runs": {k: {**_run_record(t), "propensity": [float(v) for v in t.propensity]}
-                       for k, t in (("first", trained), ("fallback", again))}}
+              "runs": {k: _run_record(t) for k, t in (("first", trained), ("fallback", again))}}
     return (again if keep_again else trained), selection, record
