@@ -99,7 +99,8 @@ def test_sessions_show_only_train_queries_and_top_k(features):
 
 # --- other click models: each sampler's empirical click rates match its closed form.
 from ultr.simulation.click_models import (  # noqa: E402
-    CascadeModel, DependentClickModel, MatrixClickModel, MixturePBM, TrustBiasModel, UserBrowsingModel, make_click_model,
+    CascadeModel, ClickChainModel, DependentClickModel, DynamicBayesianNetwork, MatrixClickModel, MixturePBM, PositionBasedModel,
+    TrustBiasModel, UserBrowsingModel, make_click_model,
 )
 
 MODELS = [
@@ -109,6 +110,11 @@ MODELS = [
     TrustBiasModel(y_max=2),
     MixturePBM(y_max=2, etas=(0.5, 2.0), weights=(0.3, 0.7)),
     MatrixClickModel(y_max=1, matrix=((0.1, 0.05, 0.02), (0.9, 0.6, 0.3))),
+    DynamicBayesianNetwork(y_max=2, gamma=0.8, sat_neg=0.1, sat_pos=0.7),
+    ClickChainModel(y_max=2, tau=(0.9, 0.6, 0.2)),
+    # the replay forms of fitted models: an explicit examination curve and gamma table
+    PositionBasedModel(y_max=2, theta=(0.9, 0.7, 0.5, 0.3, 0.2)),
+    UserBrowsingModel(y_max=2, table=tuple(tuple(0.9 - 0.1 * k - 0.05 * d for d in range(5)) for k in range(5))),
 ]
 
 
@@ -149,5 +155,12 @@ def test_cascade_and_trust_golden():
     u = UserBrowsingModel(y_max=2, decay=0.5).examination_probability(np.zeros((1, 2), int), np.array([[1, 2]]), np.ones((1, 2), bool))
     r0 = 0.1
     np.testing.assert_allclose(u, [[0.68, (1 - 0.68 * r0) * 0.61 * 0.5 + 0.68 * r0 * 0.61]])
+    # DBN, labels [2, 0], gamma 0.8, satisfaction s(2) = 1: P(examine 2) = 0.8 (1 - r1 s1) = 0
+    g = DynamicBayesianNetwork(y_max=2, gamma=0.8).examination_probability(np.array([[2, 0], [0, 2]]), np.array([[1, 2], [1, 2]]),
+                                                                          np.ones((2, 2), bool))
+    np.testing.assert_allclose(g, [[1.0, 0.0], [1.0, 0.8]])
+    # CCM, labels [1, 0] (r1 = 0.1 + 0.9 / 3 = 0.4): P(examine 2) = 0.6 tau1 + 0.4 (0.6 tau2 + 0.4 tau3)
+    c = ClickChainModel(y_max=2, tau=(0.9, 0.6, 0.2)).examination_probability(np.array([[1, 0]]), np.array([[1, 2]]), np.ones((1, 2), bool))
+    np.testing.assert_allclose(c, [[1.0, 0.6 * 0.9 + 0.4 * (0.6 * 0.6 + 0.4 * 0.2)]])
     with pytest.raises(ValueError, match="unknown"):
         make_click_model("nope", y_max=2)

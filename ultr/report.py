@@ -73,3 +73,23 @@ def plot_learning_curves(histories: Mapping[str, list[dict[str, float]]], path: 
         a.grid(alpha=0.3)
         a.legend()
     _save(fig, path)
+
+
+def plot_perplexity(per_rank: Mapping[str, list[float]], path: Path) -> None:
+    """Held-out perplexity per rank, one line per click model."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name, p in per_rank.items():
+        ax.plot(range(1, len(p) + 1), p, "-o", label=name, markersize=4)
+    ax.set(xlabel="rank", ylabel="perplexity (held-out)", title="Click models: perplexity per rank")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+def click_model_table(models: Mapping[str, Mapping[str, Any]]) -> str:
+    head = "| model | log-likelihood | perplexity | conditional perplexity | calibration error | parameters | seconds | sessions/s |"
+    rows = [head, "|" + "---|" * 8]
+    for name, r in models.items():
+        rows.append(f"| {name} | {r['log_likelihood']:.5f} | {r['perplexity']:.5f} | {r['conditional_perplexity']:.5f} | "
+                    f"{r['calibration_error']:.5f} | {r['parameters']} | {r['train_seconds']:.1f} | {r['sessions_per_second']:,.0f} |")
+    return "\n".join(rows)

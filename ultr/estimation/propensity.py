@@ -47,28 +47,31 @@ def count_impressions(s: Sessions) -> ImpressionCounts:
     )
 
 
-def pbm_em(counts: ImpressionCounts, iterations: int = 200, tol: float = 1e-7) -> np.ndarray:
-    """EM for P(click) = theta_position * gamma_item; returns theta / theta_1."""
-    K = counts.list_size
-    theta = np.full(K, 0.5)
-    gamma = np.full(counts.num_items, 0.5)
-    n_pos = np.bincount(counts.position, weights=counts.n, minlength=K)
-    n_item = np.bincount(counts.item, weights=counts.n, minlength=counts.num_items)
+def exam_attraction_em(row: np.ndarray, key: np.ndarray, n: np.ndarray, c: np.ndarray, rows: int, keys: int,
+                       iterations: int = 200, tol: float = 1e-7) -> tuple[np.ndarray, np.ndarray]:
+    """EM for P(click) = e[key] a[row] on aggregated cells; returns (e [keys], a [rows])."""
+    e, a = np.full(keys, 0.5), np.full(rows, 0.5)
+    n_key = np.bincount(key, weights=n, minlength=keys)
+    n_row = np.bincount(row, weights=n, minlength=rows)
+    skipped = n - c
     for _ in range(iterations):
-        t, g = theta[counts.position], gamma[counts.item]
-        skipped = counts.n - counts.c
+        t, g = e[key], a[row]
         denom = np.maximum(1.0 - t * g, 1e-12)
-        # Expected examinations (clicks, plus non-clicks examined but unattractive), likewise attraction.
-        exam = counts.c + skipped * t * (1.0 - g) / denom
-        attr = counts.c + skipped * (1.0 - t) * g / denom
-        new_theta = np.bincount(counts.position, weights=exam, minlength=K) / np.maximum(n_pos, 1e-12)
-        new_gamma = np.bincount(counts.item, weights=attr, minlength=counts.num_items) / np.maximum(n_item, 1e-12)
-        new_theta, new_gamma = np.clip(new_theta, 1e-6, 1.0), np.clip(new_gamma, 1e-6, 1.0)
-        done = np.max(np.abs(new_theta - theta)) < tol
-        theta, gamma = new_theta, new_gamma
+        exam = c + skipped * t * (1.0 - g) / denom
+        attr = c + skipped * (1.0 - t) * g / denom
+        new_e = np.clip(np.bincount(key, weights=exam, minlength=keys) / np.maximum(n_key, 1e-12), 1e-6, 1.0)
+        new_a = np.clip(np.bincount(row, weights=attr, minlength=rows) / np.maximum(n_row, 1e-12), 1e-6, 1.0)
+        done = np.max(np.abs(new_e - e)) < tol
+        e, a = new_e, new_a
         if done:
             break
-    theta = np.where(n_pos > 0, theta, np.nan)
+    return np.where(n_key > 0, e, np.nan), a
+
+
+def pbm_em(counts: ImpressionCounts, iterations: int = 200, tol: float = 1e-7) -> np.ndarray:
+    """EM for P(click) = theta_position * gamma_item; returns theta / theta_1."""
+    theta, _ = exam_attraction_em(counts.item, counts.position, counts.n, counts.c, counts.num_items,
+                                  counts.list_size, iterations, tol)
     return theta / theta[0]
 
 

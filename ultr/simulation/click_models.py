@@ -4,7 +4,9 @@ property tests can check the sampler, and its examination curve (the true propen
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Protocol
 
 import numpy as np
@@ -69,6 +71,7 @@ class PositionBasedModel(_PositionOnly):
     eps_neg: float = 0.1
     eps_pos: float = 1.0
     curve: str = "eye_tracking"
+    theta: tuple[float, ...] | None = None  # examination per position (fitted on a log), replaces `curve`
 
     def __post_init__(self) -> None:
         if self.curve not in ("eye_tracking", "inverse"):
@@ -77,6 +80,9 @@ class PositionBasedModel(_PositionOnly):
             raise DataError(f"y_max={self.y_max}: the data needs at least one relevant grade")
 
     def examination(self, positions: np.ndarray) -> np.ndarray:
+        if self.theta is not None:
+            t = np.asarray(self.theta)
+            return t[np.clip(np.asarray(positions), 1, len(t)) - 1] ** self.eta
         return _theta(np.asarray(positions), self.curve, self.eta)
 
     def sample(self, labels: np.ndarray, positions: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -98,38 +104,41 @@ class _ExamineThenAttract:
 @dataclass(frozen=True)
 class CascadeModel(_ExamineThenAttract):
     """Cascade model (Craswell et al., WSDM 2008): the user scans top-down, clicks an item with
-    its attraction probability and stops at the first click. P(click_k) = r_k prod_{j<k} (1 - r_j)."""
+    its attraction probability and stops at the first click. P(click_k) = r_k prod_{j<k} (1 - r_j).
+    The chain models below differ only in how likely the user goes on after a click and after a skip."""
 
     y_max: int
     eps_neg: float = 0.1
     eps_pos: float = 1.0
 
-    def _continue(self, r: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        return 1.0 - r  # stop after a click, go on after a skip
+    def _after_click(self, labels: np.ndarray, r: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        return np.zeros(r.shape)
+
+    def _after_skip(self, labels: np.ndarray, r: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        return np.ones(r.shape)
 
     def examination(self, positions: np.ndarray) -> np.ndarray:
         raise NotImplementedError("cascade examination depends on the list; use examination_probability")
 
     def examination_probability(self, labels: np.ndarray, positions: np.ndarray, mask: np.ndarray) -> np.ndarray:
         r = np.where(mask, graded_relevance(labels, self.y_max, self.eps_neg, self.eps_pos), 0.0)
-        cont = np.where(mask, self._continue(r, positions), 1.0)
+        step = (1.0 - r) * self._after_skip(labels, r, positions) + r * self._after_click(labels, r, positions)
+        cont = np.where(mask, step, 1.0)
         before = np.cumprod(np.concatenate([np.ones_like(cont[..., :1]), cont[..., :-1]], axis=-1), axis=-1)
         return np.where(mask, before, 0.0)
 
     def sample(self, labels: np.ndarray, positions: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         r = np.where(mask, graded_relevance(labels, self.y_max, self.eps_neg, self.eps_pos), 0.0)
         u_click, u_cont = rng.random(r.shape), rng.random(r.shape)
+        after_click, after_skip = self._after_click(labels, r, positions), self._after_skip(labels, r, positions)
         clicks = np.zeros(r.shape, np.int8)
         examining = np.ones(r.shape[0], bool)
         for k in range(r.shape[1]):  # a loop over the K positions only; vectorised over sessions
             c = examining & (u_click[:, k] < r[:, k])
             clicks[:, k] = c
-            keep_going = np.where(c, u_cont[:, k] < self._stay(positions[:, k]), True)
-            examining &= keep_going
+            # one uniform per slot decides whether the user goes on, after a click or after a skip
+            examining &= np.where(c, u_cont[:, k] < after_click[:, k], u_cont[:, k] < after_skip[:, k])
         return clicks
-
-    def _stay(self, positions: np.ndarray) -> np.ndarray:
-        return np.zeros(positions.shape)
 
 
 @dataclass(frozen=True)
@@ -145,11 +154,39 @@ class DependentClickModel(CascadeModel):
         lam = np.asarray(self.lambdas)
         return lam[np.clip(positions, 1, len(lam)) - 1]
 
-    def _continue(self, r: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        return 1.0 - r + r * self._lambda(positions)
+    def _after_click(self, labels, r, positions):
+        return np.broadcast_to(self._lambda(positions), r.shape)
 
-    def _stay(self, positions: np.ndarray) -> np.ndarray:
-        return self._lambda(positions)
+
+@dataclass(frozen=True)
+class DynamicBayesianNetwork(CascadeModel):
+    """DBN (Chapelle and Zhang, WWW 2009): a click satisfies the user with s(label), an
+    unsatisfied user goes on with gamma. s(y) = sat_neg + (sat_pos - sat_neg) (2^y - 1) / (2^y_max - 1),
+    the attraction mapping with its own end points."""
+
+    gamma: float = 0.9
+    sat_neg: float = 0.0
+    sat_pos: float = 1.0
+
+    def _after_click(self, labels, r, positions):
+        return self.gamma * (1.0 - graded_relevance(labels, self.y_max, self.sat_neg, self.sat_pos))
+
+    def _after_skip(self, labels, r, positions):
+        return np.full(r.shape, self.gamma)
+
+
+@dataclass(frozen=True)
+class ClickChainModel(CascadeModel):
+    """CCM (Guo et al., WWW 2009): after a skip the user goes on with tau_1, after a click on an
+    item of attraction r with tau_2 (1 - r) + tau_3 r."""
+
+    tau: tuple[float, float, float] = (0.9, 0.5, 0.1)
+
+    def _after_click(self, labels, r, positions):
+        return self.tau[1] * (1.0 - r) + self.tau[2] * r
+
+    def _after_skip(self, labels, r, positions):
+        return np.full(r.shape, self.tau[0])
 
 
 @dataclass(frozen=True)
@@ -163,11 +200,15 @@ class UserBrowsingModel(_ExamineThenAttract):
     eps_neg: float = 0.1
     eps_pos: float = 1.0
     curve: str = "eye_tracking"
+    table: tuple[tuple[float, ...], ...] | None = None  # gamma[k-1][d-1] (fitted on a log; ** eta), replaces theta and decay
 
     def examination(self, positions: np.ndarray) -> np.ndarray:
         raise NotImplementedError("UBM examination depends on earlier clicks; use examination_probability")
 
     def _gamma(self, k: np.ndarray, d: np.ndarray) -> np.ndarray:
+        if self.table is not None:
+            g = np.asarray(self.table)
+            return g[np.clip(np.asarray(k, np.int64), 1, g.shape[0]) - 1, np.clip(np.asarray(d, np.int64), 1, g.shape[1]) - 1] ** self.eta
         return _theta(k, self.curve, self.eta) * self.decay ** (d - 1)
 
     def examination_probability(self, labels: np.ndarray, positions: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -303,6 +344,7 @@ class MatrixClickModel:
 
 MODELS = {
     "pbm": PositionBasedModel, "cascade": CascadeModel, "dcm": DependentClickModel, "ubm": UserBrowsingModel,
+    "dbn": DynamicBayesianNetwork, "ccm": ClickChainModel,
     "trust": TrustBiasModel, "mixture": MixturePBM, "matrix": MatrixClickModel,
 }
 
@@ -318,7 +360,7 @@ def check_click_model_params(params: Mapping[str, Any]) -> None:
         v = _values(params.get(key))
         if v.size and not (np.isfinite(v).all() and (v >= 0).all()):
             raise DataError(f"click_model.{key}={params[key]}: the bias severity must be finite and >= 0 (0 = no position bias)")
-    for key in ("eps_neg", "eps_pos", "decay", "lambdas", "matrix"):
+    for key in ("eps_neg", "eps_pos", "decay", "lambdas", "matrix", "theta", "table", "gamma", "tau", "sat_neg", "sat_pos"):
         v = _values(params.get(key))
         if v.size and not (np.isfinite(v).all() and (v >= 0).all() and (v <= 1).all()):
             raise DataError(f"click_model.{key}={params[key]}: probabilities must lie in [0, 1]")
@@ -336,8 +378,26 @@ def make_click_model(name: str, *, y_max: int, **params) -> ClickModel:
     return MODELS[name](y_max=y_max, **params)
 
 
+def fitted_settings(cm: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """`click_model=fitted click_model.path=DIR/<model>`: the simulator and settings that replay the
+    global parameters a click model learned on a real log, as its model.json names them
+    ("simulator": {"name": ..., settings}; written by `python -m pipelines.click_models`).
+    Per-document attraction (and DBN's satisfaction) come from the labels as in every simulation;
+    what the log taught is how users examine and go on."""
+    path = Path(str(cm.get("path") or ""))
+    if not cm.get("path") or not (path / "model.json").is_file():
+        raise DataError(f"{cm.get('path')}: holds no fitted click model (no model.json); point click_model.path at "
+                        "DIR/<model> of a `python -m pipelines.click_models` run, e.g. click_model.path=DIR/ubm")
+    spec = dict(json.loads((path / "model.json").read_text())["simulator"])
+    name = spec.pop("name")
+    accepted = MODELS[name].__dataclass_fields__
+    own = {k: v for k, v in cm.items() if k in accepted and k != "y_max" and v is not None}
+    return name, {**own, **spec}
+
+
 def click_model_from_config(cm: Mapping[str, Any], features: Any) -> ClickModel:
     """The `click_model` config block on a features table (its largest label sets the grade scale)."""
-    params = {k: v for k, v in cm.items() if k != "name"}
+    name, params = (fitted_settings(cm) if cm["name"] == "fitted" else
+                    (cm["name"], {k: v for k, v in cm.items() if k != "name"}))
     y_max = int(features.labels[features.labels >= 0].max())
-    return make_click_model(cm["name"], y_max=y_max, **params)
+    return make_click_model(name, y_max=y_max, **params)

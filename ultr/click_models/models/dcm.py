@@ -1,0 +1,38 @@
+"""Dependent click model (Guo, Liu, Wang, WSDM 2009): cascade, but after a click at rank k the
+user goes on with probability lambda_k; after a skip always.
+  P(E_{k+1} | click at k) = lambda_k,  P(E_{k+1} | skip at k) = P(E_k | above) (1 - a_k) / (1 - P(E_k | above) a_k)
+  P(E_{k+1}) = P(E_k) (1 - a_k + a_k lambda_k)"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ultr.click_models.base import ClickModel, PairTable, after_skip, probs, shifted_cumprod
+
+
+class DCM(ClickModel):
+    key = "dcm"
+    paper = "Guo, Liu and Wang, WSDM 2009"
+
+    def setup(self) -> None:
+        self.attraction = PairTable(self.rows)
+        self.continuation = self.param("continuation", nn.initializers.zeros, (self.positions,))
+
+    def marginal(self, rows: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+        a, lam = self.attraction(rows) * mask, probs(self.continuation)[None, : rows.shape[1]]
+        exam = shifted_cumprod(1.0 - a + a * lam)
+        return exam * a, exam
+
+    def conditional(self, rows: jax.Array, click: jax.Array, mask: jax.Array) -> jax.Array:
+        a, lam = self.attraction(rows) * mask, probs(self.continuation)
+        exam, out = jnp.ones(rows.shape[0]), []
+        for k in range(rows.shape[1]):  # the K ranks only; vectorised over sessions
+            out.append(exam * a[:, k])
+            exam = jnp.where(click[:, k] > 0, lam[k], after_skip(exam, a[:, k]))
+        return jnp.stack(out, axis=1)
+
+    @staticmethod
+    def replay(params):
+        return {"name": "dcm", "lambdas": jax.nn.sigmoid(params["continuation"])}
