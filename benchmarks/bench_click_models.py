@@ -59,11 +59,15 @@ def export(data: Prepared, path: Path) -> np.ndarray:
     return seen
 
 
-def run_clax(npz: Path, lrs: list[float], batch: int, models: list[str]) -> dict[float, dict]:
+def run_clax(npz: Path, lrs: list[float], batch: int, models: list[str], reuse: bool = False) -> dict[float, dict]:
+    """CLAX's fits per learning rate; with `reuse`, an earlier run's results for the same arrays are read back."""
     py, runner = clax_python(), Path(__file__).resolve().parent / "clax_runner.py"
     out = {}
     for lr in lrs:
         target = npz.with_name(f"clax_lr{lr}.json")
+        if reuse and target.exists() and json.loads(target.read_text())["batch"] == batch:
+            out[lr] = json.loads(target.read_text())["models"]
+            continue
         subprocess.run([str(py), str(runner), str(npz), str(target), "--models", ",".join(models), "--lr", str(lr),
                         "--batch", str(batch)], check=True)
         out[lr] = json.loads(target.read_text())["models"]
@@ -96,24 +100,26 @@ def yandex(args) -> None:
     data = prepare(compose("click_models", overrides), work)
     seen = export(data, work / "arrays.npz")
     mine = ours(overrides, data, args.lrs, args.models, seen)
-    theirs = run_clax(work / "arrays.npz", args.lrs, args.batch, args.models)
+    theirs = run_clax(work / "arrays.npz", args.lrs, args.batch, args.models, args.reuse_clax)
     rows = []
     for name in args.models:
         lr_u, u = pick(mine, name, "validation_ll")
         lr_c, c = pick(theirs, name, "validation_ll")
         rows.append({"model": name, "ultr_lr": lr_u, "clax_lr": lr_c,
-                     "ultr": {k: u[k] for k in ("log_likelihood", "perplexity", "conditional_perplexity", "epochs")},
+                     "ultr": {k: u[k] for k in ("log_likelihood", "perplexity", "conditional_perplexity", "epochs", "validation_ll")},
                      "clax": {"log_likelihood": c["test"]["ll"], "perplexity": c["test"]["ppl"],
-                              "conditional_perplexity": c["test"]["cond_ppl"], "epochs": c["epochs"]},
+                              "conditional_perplexity": c["test"]["cond_ppl"], "epochs": c["epochs"],
+                              "validation_ll": c["validation_ll"]},
                      "ultr_seen": {"perplexity": u["test_seen"]["perplexity"], "log_likelihood": u["test_seen"]["log_likelihood"]},
                      "clax_seen": {"perplexity": c["test_seen"]["ppl"], "log_likelihood": c["test_seen"]["ll"]}})
-    print("| model | ultr LL | CLAX LL | ultr PPL | CLAX PPL | ultr cond. PPL | CLAX cond. PPL | PPL, seen-only sessions (ultr / CLAX) | lr (ultr / CLAX) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| model | ultr LL | CLAX LL | ultr PPL | CLAX PPL | ultr cond. PPL | CLAX cond. PPL | PPL, seen-only sessions (ultr / CLAX) | lr (ultr / CLAX) | validation LL (ultr / CLAX) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         u, c = r["ultr"], r["clax"]
         print(f"| {r['model']} | {u['log_likelihood']:.4f} | {c['log_likelihood']:.4f} | {u['perplexity']:.4f} | {c['perplexity']:.4f} | "
               f"{u['conditional_perplexity']:.4f} | {c['conditional_perplexity']:.4f} | "
-              f"{r['ultr_seen']['perplexity']:.4f} / {r['clax_seen']['perplexity']:.4f} | {r['ultr_lr']} / {r['clax_lr']} |")
+              f"{r['ultr_seen']['perplexity']:.4f} / {r['clax_seen']['perplexity']:.4f} | {r['ultr_lr']} / {r['clax_lr']} | "
+              f"{u['validation_ll']:.5f} / {c['validation_ll']:.5f} |")
     record("click_models_yandex", {"batch": args.batch, "lrs": args.lrs, "test_sessions": len(data.test),
                                    "seen_only_sessions": int(seen.sum()), "rows": rows})
 
@@ -133,6 +139,7 @@ def known_params(name: str, pairs: int, K: int, rng: np.random.Generator) -> dic
     params = init_params(model, 1, 0)
     P = params["params"]
     P["attraction"]["offsets"] = logit(rng.uniform(0.05, 0.95, pairs))
+    P["attraction"]["baseline"] = jnp.zeros((), jnp.float32)
     theta = np.asarray(EYE_TRACKING_THETA[:K])
     if name == "pbm":
         P["examination"] = logit(theta)
@@ -141,6 +148,7 @@ def known_params(name: str, pairs: int, K: int, rng: np.random.Generator) -> dic
         P["examination"] = logit(np.clip(theta[:, None] * 0.9 ** (d - 1), 1e-3, 1))
     else:
         P["satisfaction"]["offsets"] = logit(rng.uniform(0.1, 0.9, pairs))
+        P["satisfaction"]["baseline"] = jnp.zeros((), jnp.float32)
         P["continuation"] = logit(0.9)
     return model, params
 
@@ -186,6 +194,7 @@ def recovery(name: str, model, fitted, true) -> dict:
 
 
 def truth(args) -> None:
+    from ultr.click_models.em import fit_em
     from ultr.click_models.fit import FitSettings, fit
     K, queries = 10, args.pairs // 10
     rows = []
@@ -206,6 +215,12 @@ def truth(args) -> None:
                "ll_true": floor["log_likelihood"], "ll_fitted": got["log_likelihood"],
                "relative_error": recovery(name, model, fitted.params, true), "epochs": fitted.epochs,
                "sessions_per_second": fitted.sessions_per_second, "wall_seconds": wall}
+        if model.em_keys(train.click[:1]) is not None:
+            # closed-form EM converges to the maximum-likelihood estimate: the error any estimator
+            # has from this many sessions, the floor the gradient fit is judged against
+            em = fit_em(model, part_train, s, name)
+            row["em_relative_error"] = recovery(name, model, em.params, true)
+            row["em_perplexity_gap"] = evaluate(model, em.params, test, args.batch)["perplexity"] / floor["perplexity"] - 1
         rows.append(row)
         print(json.dumps(row), flush=True)
     record("click_models_truth", {"sessions": args.sessions, "pairs": args.pairs, "batch": args.batch, "lr": args.lr, "rows": rows})
@@ -277,9 +292,39 @@ def scale(args) -> None:
                                   "etl_seconds": etl_seconds, "batch": args.batch, "rows": rows})
 
 
+def cascade_check(args) -> None:
+    """CLAX's cascade, fitted as in `yandex` (its validation-chosen rate), scored by the exact cascade
+    likelihood: CLAX trains P(no click above, click at k) where the model's conditional is P(click at
+    k | no click above) = alpha_k, so its parameters and ours maximise different objectives."""
+    import jax.numpy as jnp
+    from ultr.click_models.models import get
+    from ultr.click_models.fit import init_params
+    work = WORK / "click_models_yandex"
+    a = dict(np.load(work / "arrays.npz"))
+    theirs = {lr: json.loads((work / f"clax_lr{lr}.json").read_text())["models"]["cascade"] for lr in args.lrs
+              if (work / f"clax_lr{lr}.json").exists()}
+    lr = max(theirs, key=lambda k: theirs[k]["validation_ll"])
+    prefix = work / "clax_attraction"
+    subprocess.run([str(clax_python()), str(Path(__file__).resolve().parent / "clax_runner.py"), str(work / "arrays.npz"),
+                    str(work / "clax_cascade_check.json"), "--models", "cascade", "--lr", str(lr), "--batch", str(args.batch),
+                    "--save-attraction", str(prefix)], check=True)
+    p = np.clip(np.load(f"{prefix}_cascade.npy").astype(np.float64), 1e-6, 1 - 1e-6)
+    model = get("cascade")(rows=len(p) - 1, positions=a["train_rows"].shape[1])
+    params = init_params(model, 1, 0)
+    params["params"]["attraction"]["baseline"] = jnp.asarray(np.log(p[0] / (1 - p[0])), jnp.float32)
+    params["params"]["attraction"]["offsets"] = jnp.asarray(np.log(p[1:] / (1 - p[1:])) - np.log(p[0] / (1 - p[0])), jnp.float32)
+    out = {}
+    for split in ("val", "test"):
+        log = ArrayLog(a[f"{split}_rows"] - 1, a[f"{split}_click"], a[f"{split}_mask"])
+        m = evaluate(model, params, log, args.batch)
+        out[split] = {"log_likelihood": m["log_likelihood"], "perplexity": m["perplexity"]}
+    print(json.dumps(out))
+    record("click_models_cascade_check", {"clax_lr": lr, "clax_params_scored_by_exact_likelihood": out})
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("part", choices=["yandex", "truth", "throughput", "scale"])
+    p.add_argument("part", choices=["yandex", "cascade_check", "truth", "throughput", "scale"])
     p.add_argument("--models", nargs="+", default=MODELS)
     p.add_argument("--lrs", nargs="+", type=float, default=[0.003, 0.01, 0.03, 0.1])
     p.add_argument("--batch", type=int, default=1024)
@@ -289,9 +334,10 @@ def main() -> None:
     p.add_argument("--batches", nargs="+", type=int, default=[1024, 8192])
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--impressions", type=int, default=50_000_000)
+    p.add_argument("--reuse-clax", action="store_true", help="yandex: read CLAX's results of an earlier run on the same arrays")
     args = p.parse_args()
     start = time.perf_counter()
-    {"yandex": yandex, "truth": truth, "throughput": throughput, "scale": scale}[args.part](args)
+    {"yandex": yandex, "cascade_check": cascade_check, "truth": truth, "throughput": throughput, "scale": scale}[args.part](args)
     print(f"wall time {time.perf_counter() - start:.0f}s", file=sys.stderr)
 
 

@@ -82,6 +82,9 @@ def fit(name, a, args):
             if waited >= args.patience:
                 break
     nnx.update(model, best)
+    if args.save_attraction:  # row 0 is the unseen-pair row (CLAX's baseline), rows 1.. the pairs
+        ids = np.arange(int(a["pairs"]) + 1, dtype=np.int32)[None, :]
+        np.save(f"{args.save_attraction}_{name}.npy", np.asarray(model.attraction.prob({"query_doc_ids": ids})).reshape(-1))
     # The first epoch compiles the step: throughput is taken over the later epochs.
     later = epoch_seconds[1:] or epoch_seconds
     out = {"epochs": len(epoch_seconds), "validation_ll": best_ll, "sessions_per_second": n * len(later) / sum(later),
@@ -100,6 +103,7 @@ def main():
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--patience", type=int, default=2)
     p.add_argument("--min-delta", type=float, default=1e-6)
+    p.add_argument("--save-attraction", default="", help="write each model's attraction per row to PREFIX_<model>.npy")
     args = p.parse_args()
     a = dict(np.load(args.arrays))
     result = {name: fit(name, a, args) for name in args.models.split(",")}

@@ -35,6 +35,7 @@ def with_params(name: str, rows: int, K: int, **values):
     for key, v in values.items():
         if key in model.pair_tables:
             params["params"][key]["offsets"] = logit(v)
+            params["params"][key]["baseline"] = jnp.zeros((), jnp.float32)
         else:
             params["params"][key] = logit(v)
     return model, params

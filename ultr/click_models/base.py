@@ -23,6 +23,8 @@ import numpy as np
 # Clicks after the first one are impossible in the cascade model; the field (PyClick, CLAX) scores
 # them with this small probability instead of zero, so a multi-click session costs a finite amount.
 IMPOSSIBLE = 1e-8
+# log(0) in the examination scan: finite, so that gradients through it stay finite.
+NEVER = -1e4
 # Click probabilities are clipped here before the log: float32 sigmoid saturates at 1.
 P_MIN, P_MAX = 1e-10, 1.0 - 1e-7
 
@@ -33,9 +35,34 @@ def bernoulli_ll(p: jax.Array, click: jax.Array) -> jax.Array:
     return click * jnp.log(p) + (1.0 - click) * jnp.log1p(-p)
 
 
-def after_skip(exam: jax.Array, attraction: jax.Array) -> jax.Array:
-    """P(E_k = 1 | E-chain so far, C_k = 0) by Bayes: exam (1 - a) / (1 - exam a)."""
-    return exam * (1.0 - attraction) / jnp.maximum(1.0 - exam * attraction, 1e-7)
+def _log_positive(x: jax.Array) -> jax.Array:
+    """log x, with NEVER for x <= 0 (an exact zero stays a zero through the sums below)."""
+    return jnp.where(x > 0, jnp.log(jnp.maximum(x, 1e-37)), NEVER)
+
+
+def chain_examination(a: jax.Array, click: jax.Array, go_on_after_skip: jax.Array, exam_after_click: jax.Array) -> jax.Array:
+    """P(E_k = 1 | clicks above k) [B, K] of the cascade-family models, all ranks at once.
+
+    The recursion rank by rank is: after a click at k, examination becomes h_k (`exam_after_click`);
+    after a skip, Bayes and the chance g_k to go on (`go_on_after_skip`) give g_k e (1 - a_k) / (1 - e a_k).
+    In the odds of not examining, v = 1 / e - 1, a skip is the affine map v -> v / (g (1 - a)) + (1 - g) / g
+    and a click the constant map v -> 1 / h - 1, all with non-negative coefficients. So the whole
+    recursion is one associative scan of composed affine maps (in log space, where the products
+    cannot overflow) instead of K dependent steps: log2(K) rounds of [B, K] work, forward and back."""
+    clicked = click > 0
+    log_g = jnp.log(jnp.clip(go_on_after_skip, 1e-7, 1.0))
+    log_slope = jnp.where(clicked, NEVER, -log_g - jnp.log(jnp.clip(1.0 - a, 1e-7, 1.0)))
+    skip_shift = _log_positive(-jnp.expm1(log_g)) - log_g  # log((1 - g) / g); log 0 = NEVER when g = 1
+    click_value = _log_positive(1.0 / jnp.clip(exam_after_click, 1e-7, 1.0) - 1.0)
+    log_shift = jnp.where(clicked, click_value, skip_shift)
+
+    def compose(first, second):  # apply `first`, then `second`
+        (s1, b1), (s2, b2) = first, second
+        return s1 + s2, jnp.logaddexp(s2 + b1, b2)
+    _, log_v = jax.lax.associative_scan(compose, (log_slope, log_shift), axis=1)
+    # v before rank 1 is 0 (rank 1 is always examined): rank k reads the maps of ranks above it
+    log_v = jnp.concatenate([jnp.full_like(log_v[:, :1], NEVER), log_v[:, :-1]], axis=1)
+    return jax.nn.sigmoid(-log_v)  # e = 1 / (1 + v)
 
 
 class PairTable(nn.Module):
@@ -44,11 +71,12 @@ class PairTable(nn.Module):
     and is the answer for rows of -1 (pairs unseen in training): the prior is learned, not set."""
 
     rows: int
+    init: float = 0.0  # the baseline's starting logit
 
     @nn.compact
     def __call__(self, idx: jax.Array) -> jax.Array:
         offsets = self.param("offsets", nn.initializers.zeros, (self.rows,))
-        baseline = self.param("baseline", nn.initializers.zeros, ())
+        baseline = self.param("baseline", nn.initializers.constant(self.init), ())
         return jax.nn.sigmoid(baseline + jnp.where(idx >= 0, offsets[jnp.maximum(idx, 0)], 0.0))
 
 
@@ -62,6 +90,10 @@ class ClickModel(nn.Module):
     paper: ClassVar[str] = ""
     # Per-pair tables; the rest of the parameters are global.
     pair_tables: ClassVar[tuple[str, ...]] = ("attraction",)
+    # The pair baselines' starting logit. The likelihood is not concave and early stopping ends
+    # on the way, so the start matters; each model's was chosen on the validation part of the
+    # Yandex sample (0 or 1, CLAX's start; benchmarks/RESULTS.md, click models).
+    pair_init: ClassVar[float] = 0.0
 
     def conditional(self, rows: jax.Array, click: jax.Array, mask: jax.Array) -> jax.Array:
         raise NotImplementedError

@@ -26,8 +26,10 @@ class FitSettings:
     optimizer: str = "adam"
     learning_rate: float = 0.05
     clip_norm: float | None = None
-    patience: int = 2  # epochs without a validation gain of min_delta before stopping
+    patience: int = 2  # epochs without a validation gain of min_delta before the rate is cut (or the fit stops)
     min_delta: float = 1e-6
+    decay: float = 0.3  # on a plateau the learning rate is multiplied by this, from the best parameters so far ...
+    decays: int = 2  # ... this many times before the fit stops (0: stop at the first plateau)
     seed: int = 0
 
 
@@ -51,8 +53,19 @@ def optimizer(s: FitSettings) -> optax.GradientTransformation:
     make = getattr(optax, s.optimizer, None)
     if make is None:
         raise DataError(f"fit.optimizer={s.optimizer!r} is not an optax optimiser; use adam, adagrad, sgd, ...")
-    tx = make(s.learning_rate)
+    # The rate is a hyperparameter in the optimiser state, so a plateau can cut it without recompiling.
+    tx = optax.inject_hyperparams(make)(learning_rate=s.learning_rate)
     return optax.chain(optax.clip_by_global_norm(s.clip_norm), tx) if s.clip_norm else tx
+
+
+def scale_rate(opt_state: Any, factor: float) -> Any:
+    """The optimiser state with its learning rate multiplied by `factor` (moments kept)."""
+    def visit(state):
+        if hasattr(state, "hyperparams"):
+            state.hyperparams["learning_rate"] = state.hyperparams["learning_rate"] * factor
+            return state
+        return tuple(visit(x) for x in state) if isinstance(state, tuple) else state
+    return visit(opt_state)
 
 
 def train_step(model: ClickModel, tx: optax.GradientTransformation) -> Callable[..., Any]:
@@ -83,7 +96,7 @@ def fit(model: ClickModel, train: SessionLog, val: SessionLog | None, s: FitSett
     opt_state = tx.init(params)
     step, score = train_step(model, tx), eval_step(model)
     rng = np.random.default_rng(s.seed)
-    best, best_ll, waited, history, steps, seconds, epochs = params, -np.inf, 0, [], 0, 0.0, 0
+    best, best_ll, waited, decays, history, steps, seconds, epochs = params, -np.inf, 0, 0, [], 0, 0.0, 0
     compiled = None
     for epoch in range(s.epochs):
         losses, start = [], None
@@ -104,5 +117,9 @@ def fit(model: ClickModel, train: SessionLog, val: SessionLog | None, s: FitSett
         else:
             waited += 1
             if waited >= s.patience:
-                break
+                if decays >= s.decays:
+                    break
+                # a plateau: go back to the best parameters and go on at a lower rate
+                params, opt_state = jax.tree.map(jnp.copy, best), scale_rate(opt_state, s.decay)
+                decays, waited = decays + 1, 0
     return Fitted(best, epochs, steps, seconds, len(train) * epochs / max(seconds, 1e-9), history)

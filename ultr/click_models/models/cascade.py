@@ -15,7 +15,7 @@ class Cascade(ClickModel):
     paper = "Craswell et al., WSDM 2008"
 
     def setup(self) -> None:
-        self.attraction = PairTable(self.rows)
+        self.attraction = PairTable(self.rows, self.pair_init)
 
     def marginal(self, rows: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
         a = self.attraction(rows) * mask

@@ -9,16 +9,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ultr.click_models.base import ClickModel, PairTable, after_skip, probs, shifted_cumprod
+from ultr.click_models.base import ClickModel, PairTable, chain_examination, probs, shifted_cumprod
 
 
 class CCM(ClickModel):
     key = "ccm"
     paper = "Guo et al., WWW 2009"
+    pair_init = 1.0
 
     def setup(self) -> None:
-        self.attraction = PairTable(self.rows)
-        self.tau = self.param("tau", nn.initializers.constant(1.0), (3,))
+        self.attraction = PairTable(self.rows, self.pair_init)
+        self.tau = self.param("tau", nn.initializers.zeros, (3,))  # chosen with pair_init
 
     def marginal(self, rows: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
         a, (t1, t2, t3) = self.attraction(rows) * mask, probs(self.tau)
@@ -27,12 +28,7 @@ class CCM(ClickModel):
 
     def conditional(self, rows: jax.Array, click: jax.Array, mask: jax.Array) -> jax.Array:
         a, (t1, t2, t3) = self.attraction(rows) * mask, probs(self.tau)
-        exam, out = jnp.ones(rows.shape[0]), []
-        for k in range(rows.shape[1]):
-            out.append(exam * a[:, k])
-            after_click = t2 * (1.0 - a[:, k]) + t3 * a[:, k]
-            exam = jnp.where(click[:, k] > 0, after_click, t1 * after_skip(exam, a[:, k]))
-        return jnp.stack(out, axis=1)
+        return chain_examination(a, click, jnp.broadcast_to(t1, a.shape), t2 * (1.0 - a) + t3 * a) * a
 
     @staticmethod
     def replay(params):

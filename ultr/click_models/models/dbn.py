@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ultr.click_models.base import ClickModel, PairTable, after_skip, probs, shifted_cumprod
+from ultr.click_models.base import ClickModel, PairTable, chain_examination, probs, shifted_cumprod
 
 
 class DBN(ClickModel):
@@ -21,8 +21,8 @@ class DBN(ClickModel):
     fixed_continuation: ClassVar[bool] = False
 
     def setup(self) -> None:
-        self.attraction = PairTable(self.rows)
-        self.satisfaction = PairTable(self.rows)
+        self.attraction = PairTable(self.rows, self.pair_init)
+        self.satisfaction = PairTable(self.rows, self.pair_init)
         if not self.fixed_continuation:
             self.continuation = self.param("continuation", nn.initializers.constant(2.0), ())
 
@@ -36,11 +36,7 @@ class DBN(ClickModel):
 
     def conditional(self, rows: jax.Array, click: jax.Array, mask: jax.Array) -> jax.Array:
         a, s, gamma = self.attraction(rows) * mask, self.satisfaction(rows), self._gamma()
-        exam, out = jnp.ones(rows.shape[0]), []
-        for k in range(rows.shape[1]):
-            out.append(exam * a[:, k])
-            exam = gamma * jnp.where(click[:, k] > 0, 1.0 - s[:, k], after_skip(exam, a[:, k]))
-        return jnp.stack(out, axis=1)
+        return chain_examination(a, click, jnp.broadcast_to(gamma, a.shape), gamma * (1.0 - s)) * a
 
     @staticmethod
     def replay(params):

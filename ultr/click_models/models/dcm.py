@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ultr.click_models.base import ClickModel, PairTable, after_skip, probs, shifted_cumprod
+from ultr.click_models.base import ClickModel, PairTable, chain_examination, probs, shifted_cumprod
 
 
 class DCM(ClickModel):
@@ -17,7 +17,7 @@ class DCM(ClickModel):
     paper = "Guo, Liu and Wang, WSDM 2009"
 
     def setup(self) -> None:
-        self.attraction = PairTable(self.rows)
+        self.attraction = PairTable(self.rows, self.pair_init)
         self.continuation = self.param("continuation", nn.initializers.zeros, (self.positions,))
 
     def marginal(self, rows: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -26,12 +26,9 @@ class DCM(ClickModel):
         return exam * a, exam
 
     def conditional(self, rows: jax.Array, click: jax.Array, mask: jax.Array) -> jax.Array:
-        a, lam = self.attraction(rows) * mask, probs(self.continuation)
-        exam, out = jnp.ones(rows.shape[0]), []
-        for k in range(rows.shape[1]):  # the K ranks only; vectorised over sessions
-            out.append(exam * a[:, k])
-            exam = jnp.where(click[:, k] > 0, lam[k], after_skip(exam, a[:, k]))
-        return jnp.stack(out, axis=1)
+        a = self.attraction(rows) * mask
+        lam = jnp.broadcast_to(probs(self.continuation)[None, : rows.shape[1]], a.shape)
+        return chain_examination(a, click, jnp.ones_like(a), lam) * a
 
     @staticmethod
     def replay(params):

@@ -14,9 +14,10 @@ from ultr.click_models.base import ClickModel, PairTable, probs
 class PBM(ClickModel):
     key = "pbm"
     paper = "Craswell et al., WSDM 2008"
+    pair_init = 1.0
 
     def setup(self) -> None:
-        self.attraction = PairTable(self.rows)
+        self.attraction = PairTable(self.rows, self.pair_init)
         self.examination = self.param("examination", nn.initializers.zeros, (self.positions,))
 
     def marginal(self, rows: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:

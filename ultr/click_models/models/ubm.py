@@ -26,7 +26,7 @@ class UBM(ClickModel):
     paper = "Dupret and Piwowarski, SIGIR 2008"
 
     def setup(self) -> None:
-        self.attraction = PairTable(self.rows)
+        self.attraction = PairTable(self.rows, self.pair_init)
         # gamma[k-1, d-1]; entries with d > k never occur
         self.examination = self.param("examination", nn.initializers.zeros, (self.positions, self.positions))
 
