@@ -88,9 +88,9 @@ def test_every_model_is_registered_and_unknown_names_are_one_line():
 
 
 def test_perplexity_and_log_likelihood_golden():
-    """Every slot predicted at 0.25 (PBM with all logits 0: 0.5 * 0.5); clicks [[1, 0], [0, 0]].
+    """Every slot predicted at 0.25 (PBM, attraction and examination 0.5); clicks [[1, 0], [0, 0]].
     Rank 1: 2 ** -((log2 .25 + log2 .75) / 2) = 2.3094; rank 2: 1 / .75 = 1.3333."""
-    model, params = with_params("pbm", 4, 2)
+    model, params = with_params("pbm", 4, 2, attraction=[0.5] * 4, examination=[0.5, 0.5])
     log = ArrayLog(np.array([[0, 1], [2, 3]], np.int32), np.array([[1, 0], [0, 0]], np.int8), np.ones((2, 2), bool))
     m = evaluate(model, params, log, batch_size=4)
     np.testing.assert_allclose(m["perplexity_at"], [2.0 ** 1.2075187, 4 / 3], rtol=1e-5)
