@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
+from ultr.data.batching import fixed_lists
 from ultr.errors import DataError
 
 Chunk = tuple[np.ndarray, np.ndarray, np.ndarray]  # rows int32 [n, K], click int8 [n, K], mask bool [n, K]
@@ -44,11 +45,6 @@ def rows_in(train_dir: Path, other_dir: Path, buckets: int) -> np.ndarray:
     out[hit["doc_index"].to_numpy()] = hit["train_index"].to_numpy()
     rows = hashed(np.maximum(out, 0), buckets, train.height)
     return np.where(out >= 0, rows, -1).astype(np.int32)
-
-
-def _fixed(table, name: str, dtype) -> np.ndarray:
-    col = table.column(name).combine_chunks()
-    return col.flatten().to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(-1, col.type.list_size)
 
 
 class _Batched:
@@ -111,10 +107,10 @@ class SessionLog(_Batched):
             if lo >= hi:
                 continue
             t = pq.read_table(f, columns=["doc_index", "click", "mask"]).slice(lo, hi - lo)
-            mask = _fixed(t, "mask", bool)
-            doc = _fixed(t, "doc_index", np.int64)
+            mask = fixed_lists(t.column("mask"), bool)
+            doc = fixed_lists(t.column("doc_index"), np.int64)
             rows = np.where(mask, self.row_of[np.maximum(doc, 0)], 0).astype(np.int32)
-            yield rows, _fixed(t, "click", np.int8), mask
+            yield rows, fixed_lists(t.column("click"), np.int8), mask
 
     def chunks(self) -> Iterator[Chunk]:
         if self._cache is not None:

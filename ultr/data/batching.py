@@ -42,7 +42,8 @@ class Sessions:
                         self.click[keep], self.mask[keep])
 
 
-def _fixed(col: pa.ChunkedArray, dtype) -> np.ndarray:
+def fixed_lists(col: pa.ChunkedArray, dtype) -> np.ndarray:
+    """A fixed-size-list column as one [rows, list_size] array."""
     arr = col.combine_chunks()
     k = arr.type.list_size
     return arr.flatten().to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(-1, k)
@@ -63,10 +64,10 @@ def read_sessions(path: str | Path) -> Sessions:
     return Sessions(
         session_id=table.column("session_id").to_numpy(),
         query_id=shared_strings(table.column("query_id")),
-        doc_index=_fixed(table.column("doc_index"), np.int32),
-        position=_fixed(table.column("position"), np.int16),
-        click=_fixed(table.column("click"), np.int8),
-        mask=_fixed(table.column("mask"), bool),
+        doc_index=fixed_lists(table.column("doc_index"), np.int32),
+        position=fixed_lists(table.column("position"), np.int16),
+        click=fixed_lists(table.column("click"), np.int8),
+        mask=fixed_lists(table.column("mask"), bool),
     )
 
 
