@@ -199,6 +199,8 @@ def truth(args) -> None:
     K, queries = 10, args.pairs // 10
     rows = []
     for i, name in enumerate(["pbm", "ubm", "dbn"]):
+        if name not in args.models:
+            continue
         model, true = known_params(name, args.pairs, K, np.random.default_rng(100 + i))
         train = simulated_log(model, true, args.sessions, queries, K, seed=i)
         test = simulated_log(model, true, args.sessions // 10, queries, K, seed=1000 + i)
@@ -215,12 +217,13 @@ def truth(args) -> None:
                "ll_true": floor["log_likelihood"], "ll_fitted": got["log_likelihood"],
                "relative_error": recovery(name, model, fitted.params, true), "epochs": fitted.epochs,
                "sessions_per_second": fitted.sessions_per_second, "wall_seconds": wall}
-        if model.em_keys(train.click[:1]) is not None:
+        if model.em_keys(train.click[:1]) is not None or model.em_posteriors is not None:
             # closed-form EM converges to the maximum-likelihood estimate: the error any estimator
             # has from this many sessions, the floor the gradient fit is judged against
             em = fit_em(model, part_train, s, name)
             row["em_relative_error"] = recovery(name, model, em.params, true)
             row["em_perplexity_gap"] = evaluate(model, em.params, test, args.batch)["perplexity"] / floor["perplexity"] - 1
+            row["em_iterations"], row["em_seconds"] = em.epochs, em.train_seconds
         rows.append(row)
         print(json.dumps(row), flush=True)
     record("click_models_truth", {"sessions": args.sessions, "pairs": args.pairs, "batch": args.batch, "lr": args.lr, "rows": rows})

@@ -285,4 +285,78 @@ def test_em_is_refused_for_a_model_without_a_closed_form():
     from ultr.click_models.em import fit_em
     model, _, log = simulated("pbm", 100, 0, attraction=np.linspace(0.1, 0.9, 10), examination=[0.9, 0.6, 0.4, 0.2])
     with pytest.raises(DataError, match="fit.method=em has no closed form for it"):
-        fit_em(cm.get("dbn")(rows=10, positions=4), log, FitSettings(), "dbn")
+        fit_em(cm.get("dcm")(rows=10, positions=4), log, FitSettings(), "dcm")
+
+
+def brute_force_dbn_posteriors(a, s, gamma, click):
+    """Posteriors of one DBN session by enumerating every hidden configuration: attraction A_k,
+    satisfaction S_k and the continuation draw G_k per rank, E_1 = 1, C_k = E_k A_k,
+    E_{k+1} = E_k (1 - C_k S_k) G_k."""
+    import itertools
+    K = len(a)
+    post_a, post_s, num, den, total = np.zeros(K), np.zeros(K), np.zeros(K), np.zeros(K), 0.0
+    for bits in itertools.product([0, 1], repeat=3 * K):
+        A, S, G = bits[:K], bits[K:2 * K], bits[2 * K:]
+        e, p, exam, sat = 1, 1.0, [], []
+        for k in range(K):
+            p *= (a[k] if A[k] else 1 - a[k]) * (s[k] if S[k] else 1 - s[k]) * (gamma if G[k] else 1 - gamma)
+            if e * A[k] != click[k]:
+                p = 0.0
+            exam.append(e)
+            sat.append(e * A[k] * S[k])
+            e = e * (1 - e * A[k] * S[k]) * G[k]
+        if p == 0.0:
+            continue
+        total += p
+        for k in range(K):
+            post_a[k] += p * A[k]
+            post_s[k] += p * sat[k]
+            if k + 1 < K:
+                den[k] += p * exam[k] * (1 - sat[k])
+                num[k] += p * exam[k] * (1 - sat[k]) * exam[k + 1]
+    return post_a / total, post_s / total, num / total, den / total
+
+
+def test_dbn_em_posteriors_match_enumeration():
+    from ultr.click_models.em_dbn import dbn_posteriors
+    a, s, gamma = np.array([0.5, 0.4, 0.2, 0.7]), np.array([0.6, 0.3, 0.5, 0.8]), 0.9
+    for click in ([1, 0, 1, 0], [0, 0, 0, 0], [0, 1, 0, 0], [1, 1, 0, 1], [0, 0, 0, 1]):
+        got = dbn_posteriors(a[None], s[None], gamma, np.array([click], np.int8), np.ones((1, 4), bool))
+        for mine, truth in zip(got, brute_force_dbn_posteriors(a, s, gamma, click)):
+            np.testing.assert_allclose(mine[0], truth, atol=1e-12, err_msg=str(click))
+    # a padded slot is not a rank: the list of 3 is the enumeration over 3 ranks
+    got = dbn_posteriors(a[None], s[None], gamma, np.array([[1, 0, 0, 0]], np.int8), np.array([[True, True, True, False]]))
+    for mine, truth in zip(got, brute_force_dbn_posteriors(a[:3], s[:3], gamma, [1, 0, 0])):
+        np.testing.assert_allclose(mine[0, :3], truth, atol=1e-12)
+        assert mine[0, 3] == 0
+
+
+def test_dbn_em_reaches_the_generating_models_perplexity():
+    from ultr.click_models.em import fit_em
+    values = {"attraction": np.linspace(0.1, 0.9, 12), "satisfaction": np.linspace(0.8, 0.2, 12), "continuation": 0.85}
+    model, true, log = simulated("dbn", 30_000, 0, **values)
+    test = simulated("dbn", 10_000, 1, **values)[2]
+    em = fit_em(model, log, FitSettings(), "dbn")
+    floor, got = evaluate(model, true, test)["perplexity"], evaluate(model, em.params, test)["perplexity"]
+    assert got / floor - 1 < 0.003
+    assert float(jax.nn.sigmoid(em.params["params"]["continuation"])) == pytest.approx(0.85, abs=0.03)
+    sat = np.asarray(jax.nn.sigmoid(em.params["params"]["satisfaction"]["baseline"] + em.params["params"]["satisfaction"]["offsets"]))
+    assert np.mean(np.abs(sat - values["satisfaction"]) / values["satisfaction"]) < 0.15
+
+
+def test_chain_examination_loop_and_scan_agree():
+    """Large batches run the rank-by-rank loop, small ones the associative scan: the same numbers."""
+    from ultr.click_models.base import LOOP_FROM_BATCH, chain_loop, chain_scan
+    rng = np.random.default_rng(0)
+    a, h = (jnp.asarray(rng.uniform(0.01, 0.99, (64, 10)), jnp.float32) for _ in range(2))
+    g = jnp.asarray(rng.uniform(0.01, 0.99, 10), jnp.float32).at[3].set(1.0)  # g = 1 (SDBN) takes the scan's log-0 branch
+    click = jnp.asarray(rng.random((64, 10)) < 0.3, jnp.float32)
+    np.testing.assert_allclose(chain_loop(a, click, g, lambda k: h[:, k]), chain_scan(a, click, jnp.broadcast_to(g, a.shape), h),
+                               rtol=2e-5, atol=1e-7)
+    # the models reach the loop at LOOP_FROM_BATCH sessions: their hand-worked numbers there too
+    for name in ("dcm", "dbn", "ccm"):
+        values, conditional, _ = GOLDEN[name]
+        model, params = with_params(name, 3, 3, attraction=ATTR, **values)
+        tile = lambda x: jnp.tile(x, (LOOP_FROM_BATCH, 1))  # noqa: E731
+        np.testing.assert_allclose(model.apply(params, tile(ROWS), tile(CLICKS), tile(MASK))[-1], conditional, rtol=1e-5,
+                                   err_msg=name)

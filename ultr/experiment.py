@@ -25,6 +25,7 @@ from ultr.data.etl import print_stats, run_etl
 from ultr.data.io import write_json, write_parquet
 from ultr.data.letor import FeatureTable, read_features
 from ultr.errors import DataError
+from ultr.heldout_clicks import HeldOutClicks, heldout_lines, method_scores, simulate_heldout, true_model_scores
 from ultr.metrics import evaluate_scores, propensity_error, propensity_warning
 from ultr.paths import existing
 from ultr.report import plot_learning_curves, plot_propensity, propensity_table, results_table
@@ -51,6 +52,7 @@ class ExperimentData:
     vali: QueryLists
     test: QueryLists
     train_lists: QueryLists | None  # only where a method trains on candidate lists
+    heldout: HeldOutClicks | None  # test-query sessions for the click likelihood (`evaluation.click_sessions`)
 
 
 def check_resumable(run_dir: Path, trainer: Mapping[str, Any]) -> None:
@@ -115,7 +117,16 @@ def load_data(cfg: Mapping[str, Any], run_dir: Path, stages: Stages, names: list
     return ExperimentData(
         features, jnp.asarray(features.features), read_sessions(data_dir), sidecar, true_curve, stats, data_dir, cached,
         query_lists(features, "vali"), query_lists(features, "test"),
-        query_lists(features, "train") if needs_train_lists(names, cfg) else None)
+        query_lists(features, "train") if needs_train_lists(names, cfg) else None,
+        heldout_for(cfg, features, names, stages))
+
+
+def heldout_for(cfg: Mapping[str, Any], features: FeatureTable, names: list[str], stages: Stages) -> HeldOutClicks | None:
+    """Held-out sessions only where a method can be scored on them."""
+    if not any(methods.get(n).predicts_clicks for n in names):
+        return None
+    with stages("simulate_heldout"):
+        return simulate_heldout(cfg, features)
 
 
 def curve_entry(trained: TrainedMethod, true_curve: list[float] | None) -> dict[str, Any] | None:
@@ -185,6 +196,9 @@ def run_method(name: str, cfg: Mapping[str, Any], data: ExperimentData, run_dir:
         scores = score_lists(trained.steps, f.best_state.ranker, test, data.features_dev, progress=f"test {name}" if progress else None)
         test_means, test_per, valid = evaluate_scores(scores, test.label, test.mask, float(data.features.labels.max()))
     entry = method_entry(trained, test_means, valid, data, selection, fallback)
+    if data.heldout is not None and trained.steps.click_probability is not None:
+        with stages(f"click_likelihood:{name}"):
+            entry["click_likelihood"] = method_scores(trained.steps, f.best_state, data.heldout, data.features_dev)
     if cfg["trainer"].get("checkpoint", True):
         entry["checkpoint"] = str(save_state(f.best_state, run_dir / "checkpoints" / name))
     table = per_query_table(name, test, valid, test_per)
@@ -235,6 +249,7 @@ def write_report(cfg: Mapping[str, Any], run_dir: Path, data: ExperimentData, re
         "data": {"sessions": s["sessions"], "impressions": s["impressions"], "clicks": s["clicks"],
                  "zero_click_sessions": s["zero_click_sessions"], "dropped_sessions": s["dropped_sessions"],
                  "position_spread": s.get("position_spread")},
+        **({"heldout_clicks": true_model_scores(data.heldout)} if data.heldout is not None else {}),
         "devices": [str(d) for d in jax.devices()],
         "data_dir": str(data.data_dir),
         **({"resumed_from_step": next(iter(resumed.values())), "resumed_methods": resumed} if resumed else {}),
@@ -262,7 +277,8 @@ def method_notes(results: Mapping[str, Any]) -> list[str]:
     return notes
 
 
-def print_report(results: Mapping[str, Any], true_curve: list[float] | None, run_dir: Path) -> None:
+def print_report(results: Mapping[str, Any], true_curve: list[float] | None, run_dir: Path,
+                 heldout: Mapping[str, Any] | None = None) -> None:
     """results.md, and the same tables on stdout."""
     table, ptable = results_table(results), propensity_table(results, true_curve)
     (run_dir / "results.md").write_text(f"# Results\n\n{table}\n\n## Propensity (relative to position 1)\n\n{ptable}\n")
@@ -270,7 +286,7 @@ def print_report(results: Mapping[str, Any], true_curve: list[float] | None, run
     print(f"\n{table}\n(test: {excluded} queries without a relevant document excluded)", file=sys.stdout)
     if ptable:
         print(f"\nPropensity, relative to position 1:\n{ptable}", file=sys.stdout)
-    for line in method_notes(results):
+    for line in [*heldout_lines(results, heldout), *method_notes(results)]:
         print(line, file=sys.stdout)
     print(f"\nrun directory: {run_dir}", file=sys.stdout)
 
@@ -302,5 +318,5 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
         writer.close()
     timing["total_seconds"] = time.perf_counter() - t_start
     out = write_report(cfg, run_dir, data, results, histories, per_query, timing, stages, resumed)
-    print_report(results, data.true_curve, run_dir)
+    print_report(results, data.true_curve, run_dir, out.get("heldout_clicks"))
     return out

@@ -51,6 +51,14 @@ def rem_loss(scores: jax.Array, propensity_logits: jax.Array, clicks: jax.Array,
     return TowerLosses(l_rank + l_prop, l_rank, l_prop)
 
 
+def tower_click_probability(scores: jax.Array, propensity_logits: jax.Array, combine: str) -> jax.Array:
+    """P(click) of the click model the towers were fitted as: additive sigmoid(s + e), or
+    multiplicative sigmoid(s) sigmoid(e) (PBM: the two-tower model's PAL form, and REM)."""
+    if combine == "additive":
+        return jax.nn.sigmoid(scores + propensity_logits)
+    return jax.nn.sigmoid(scores) * jax.nn.sigmoid(propensity_logits)
+
+
 def two_tower_loss(scores: jax.Array, propensity_logits: jax.Array, clicks: jax.Array, mask: jax.Array,
                    *, combine: str = "additive") -> TowerLosses:
     """Two-tower click model trained on clicks; only the relevance tower ranks at test time.

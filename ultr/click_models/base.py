@@ -13,7 +13,7 @@ and answers two questions, both as click probabilities [B, K]:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import flax.linen as nn
 import jax
@@ -40,15 +40,49 @@ def _log_positive(x: jax.Array) -> jax.Array:
     return jnp.where(x > 0, jnp.log(jnp.maximum(x, 1e-37)), NEVER)
 
 
-def chain_examination(a: jax.Array, click: jax.Array, go_on_after_skip: jax.Array, exam_after_click: jax.Array) -> jax.Array:
+# From this many sessions per batch the rank-by-rank loop is faster than the associative scan on
+# CPU for DCM, DBN and CCM (the scan's log-space maps cost more per element, the loop's K small
+# steps more per call); a model sets `chain_loop_from` to None where the scan stays faster (SDBN).
+# benchmarks/RESULTS.md, click models, throughput. Both are exact; the batch shape is static.
+LOOP_FROM_BATCH = 4096
+
+
+def chain_examination(a: jax.Array, click: jax.Array, go_on: jax.Array | float,
+                      after_click: Callable[[int], jax.Array], loop_from: int | None = LOOP_FROM_BATCH) -> jax.Array:
     """P(E_k = 1 | clicks above k) [B, K] of the cascade-family models, all ranks at once.
 
-    The recursion rank by rank is: after a click at k, examination becomes h_k (`exam_after_click`);
-    after a skip, Bayes and the chance g_k to go on (`go_on_after_skip`) give g_k e (1 - a_k) / (1 - e a_k).
-    In the odds of not examining, v = 1 / e - 1, a skip is the affine map v -> v / (g (1 - a)) + (1 - g) / g
-    and a click the constant map v -> 1 / h - 1, all with non-negative coefficients. So the whole
-    recursion is one associative scan of composed affine maps (in log space, where the products
-    cannot overflow) instead of K dependent steps: log2(K) rounds of [B, K] work, forward and back."""
+    The recursion rank by rank is: after a click at rank k, examination becomes after_click(k)
+    ([B] or a scalar); after a skip, Bayes and the chance g_k to go on (`go_on`: a scalar or one per
+    rank) give g_k e (1 - a_k) / (1 - e a_k). Batches of `loop_from` sessions or more run it as that
+    loop, smaller ones as one associative scan (`chain_scan`)."""
+    B, K = a.shape
+    g = jnp.broadcast_to(jnp.asarray(go_on, a.dtype), (K,))
+    if loop_from is not None and B >= loop_from:
+        return chain_loop(a, click, g, after_click)
+    h = jnp.stack([jnp.broadcast_to(after_click(k), (B,)) for k in range(K)], axis=1)
+    return chain_scan(a, click, jnp.broadcast_to(g, a.shape), h)
+
+
+def chain_loop(a: jax.Array, click: jax.Array, g: jax.Array, after_click: Callable[[int], jax.Array]) -> jax.Array:
+    """The recursion of `chain_examination`, K dependent [B] steps (unrolled: K is static). Written
+    for XLA's CPU fusion, measured: the global parameters enter each step as scalars (broadcast to
+    [B, K] and sliced per rank, the backward pass was 2-3x slower), g multiplies the Bayes ratio
+    after it is formed, and the click selects by arithmetic rather than `where` (DCM 1.8x faster)."""
+    exam, out = jnp.ones(a.shape[:1], a.dtype), []
+    for k in range(a.shape[1]):
+        out.append(exam)
+        clicked = (click[:, k] > 0).astype(a.dtype)
+        skip = exam * (1.0 - a[:, k]) / jnp.maximum(1.0 - exam * a[:, k], 1e-7)
+        exam = clicked * after_click(k) + (1.0 - clicked) * (g[k] * skip)
+    return jnp.stack(out, axis=1)
+
+
+def chain_scan(a: jax.Array, click: jax.Array, go_on_after_skip: jax.Array, exam_after_click: jax.Array) -> jax.Array:
+    """The recursion of `chain_examination` as one associative scan. In the odds of not examining,
+    v = 1 / e - 1, a skip is the affine map v -> v / (g (1 - a)) + (1 - g) / g and a click the
+    constant map v -> 1 / h - 1, all with non-negative coefficients. So the whole recursion is one
+    scan of composed affine maps (in log space, where the products cannot overflow) instead of K
+    dependent steps: log2(K) rounds of [B, K] work, forward and back."""
     clicked = click > 0
     log_g = jnp.log(jnp.clip(go_on_after_skip, 1e-7, 1.0))
     log_slope = jnp.where(clicked, NEVER, -log_g - jnp.log(jnp.clip(1.0 - a, 1e-7, 1.0)))
@@ -94,6 +128,8 @@ class ClickModel(nn.Module):
     # on the way, so the start matters; each model's was chosen on the validation part of the
     # Yandex sample (0 or 1, CLAX's start; benchmarks/RESULTS.md, click models).
     pair_init: ClassVar[float] = 0.0
+    # Batch size from which `chain_examination` runs its loop instead of its scan (None: never).
+    chain_loop_from: ClassVar[int | None] = LOOP_FROM_BATCH
 
     def conditional(self, rows: jax.Array, click: jax.Array, mask: jax.Array) -> jax.Array:
         raise NotImplementedError
@@ -115,6 +151,10 @@ class ClickModel(nn.Module):
         """Closed-form EM (em.py): the examination parameter index of each slot [N, K], fixed by the
         observed clicks; None for a model without this closed form."""
         return None
+
+    # The exact E-step of a model with per-pair attraction and satisfaction and a continuation
+    # (DBN, SDBN; em_dbn.py); None for the others.
+    em_posteriors: ClassVar[Any] = None
 
     @staticmethod
     def em_examination(e: np.ndarray, K: int) -> np.ndarray:

@@ -63,6 +63,7 @@ class Method:
     unclicked_evidence = False  # sessions without clicks carry evidence (else they are skipped)
     learns_propensity = False  # it learns a position-bias curve
     reports_curve = False  # it learns or reads a position-bias curve (`curve`)
+    predicts_clicks = False  # its towers give P(click) (`click_probability`): scored by held-out click likelihood
     needs: tuple[str, ...] = ()  # keys of `known` it cannot train without
     needs_hint = ""  # how to provide them
     # Its settings and their defaults: the config's `algorithm.<name>` block (conf/algorithm/ holds
@@ -96,6 +97,11 @@ class Method:
     def update_tower(self, p: Parts, p_params: Any, grads: Any, opt_state: Any, tx: optax.GradientTransformation,
                      metrics: Mapping[str, jax.Array]) -> tuple[Any, Any]:
         return p_params, opt_state
+
+    def click_probability(self, p: Parts, scores: jax.Array, p_params: Any, position: jax.Array,
+                          x: jax.Array) -> jax.Array:
+        """P(click) of each shown item [B, K] (only where `predicts_clicks`): the fitted click model."""
+        raise NotImplementedError
 
     def curve(self, p: Parts, p_params: Any, contexts: Any) -> jax.Array | None:
         """Examination of positions 1..K relative to position 1 (None: the method has none)."""

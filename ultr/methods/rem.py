@@ -7,7 +7,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ultr.algorithms.click_models import rem_loss, rem_position_posteriors
+from ultr.algorithms.click_models import rem_loss, rem_position_posteriors, tower_click_probability
 from ultr.errors import DataError
 from ultr.methods.base import TowerMethod, gradient_update, option
 
@@ -15,6 +15,7 @@ from ultr.methods.base import TowerMethod, gradient_update, option
 class Rem(TowerMethod):
     name = "rem"
     unclicked_evidence = True  # P(click) is fitted on every impression
+    predicts_clicks = True
     defaults = {
         # closed: Wang et al.'s M-step for examination (mean posterior per position) | gradient:
         # the examination tower also regresses on the posteriors by gradient steps
@@ -31,6 +32,9 @@ class Rem(TowerMethod):
 
     def sigmoid_examination(self, p):
         return True
+
+    def click_probability(self, p, scores, p_params, position, x):
+        return tower_click_probability(scores, p.tower.apply(p_params, position, p.tower_context(x)), "multiplicative")
 
     def loss(self, p, scores, p_params, batch, x):
         clicks, mask = batch["targets"], batch["mask"]

@@ -3,22 +3,29 @@ relevance tower ranks (additive: Zhuang et al., WWW 2021; multiplicative: PAL, G
 
 from __future__ import annotations
 
-from ultr.algorithms.click_models import two_tower_loss
-from ultr.methods.base import TowerMethod
+from ultr.algorithms.click_models import tower_click_probability, two_tower_loss
+from ultr.methods.base import TowerMethod, option
 
 
 class TwoTower(TowerMethod):
     name = "two_tower"
     unclicked_evidence = True  # P(click) is fitted on every impression
+    predicts_clicks = True
     defaults = {"combine": "additive"}  # additive (logit s + e) | multiplicative (PBM / PAL)
 
     def sigmoid_examination(self, p):
         # Additive towers are odds ratios (exp(e_k - e_1)); multiplicative ones probabilities.
-        return p.cfg.get("combine", "additive") == "multiplicative"
+        return self.combine(p) == "multiplicative"
+
+    def combine(self, p):
+        return option(p.cfg, "combine", "additive", ("additive", "multiplicative"), self.name)
+
+    def click_probability(self, p, scores, p_params, position, x):
+        return tower_click_probability(scores, p.tower.apply(p_params, position, p.tower_context(x)), self.combine(p))
 
     def loss(self, p, scores, p_params, batch, x):
         logits = p.tower.apply(p_params, batch["position"], p.tower_context(x))
-        out = two_tower_loss(scores, logits, batch["targets"], batch["mask"], combine=p.cfg.get("combine", "additive"))
+        out = two_tower_loss(scores, logits, batch["targets"], batch["mask"], combine=self.combine(p))
         return out.total, {"loss": out.total, "rank_loss": out.rank, "propensity_loss": out.propensity}
 
 

@@ -50,6 +50,8 @@ def simulate_sessions(
     logging: str = "deterministic",
     temperature: float = 1.0,
     progress: Callable[[int], None] | None = None,
+    session_split: str | None = None,
+    stream: int = 1,
 ) -> SimulatedLog:
     """Vectorised over sessions and positions, in blocks of CHUNK_SESSIONS; the same seed gives
     the same log. `progress(n)` is told each block's session count.
@@ -58,17 +60,22 @@ def simulate_sessions(
     session draw one: the same document then appears at different positions across sessions, the
     natural interventions that harvesting estimators need (Agarwal et al. 2019). The standard
     protocol is one deterministic policy; `logging="plackett_luce"` samples each session's list
-    from the policy's scores instead (see PlackettLuce)."""
+    from the policy's scores instead (see PlackettLuce).
+
+    The policy is fitted on `split`'s queries and shows sessions on `session_split`'s (default the
+    same). `stream` picks the child of `seed` that draws sessions and clicks (1: the training log);
+    another stream gives an independent log under the same policy: held-out sessions."""
     if list_size < 1 or sessions < 1:
         raise DataError(f"simulation.list_size={list_size}, simulation.sessions={sessions}: both must be >= 1")
     if logging not in LOGGING:
         raise DataError(f"simulation.logging={logging!r} is unknown; use one of {list(LOGGING)}")
     # Separate streams for the policy and the clicks, so changing `sessions` keeps the policy.
-    policy_rng, session_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    seeds = np.random.SeedSequence(seed).spawn(max(2, stream + 1))
+    policy_rng, session_rng = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[stream])
     rows = features.rows(split)
-    policies = [
-        _fit_policy(features, rows, policy_fraction, policy_min_queries, policy_rng) for _ in range(max(1, logging_policies))
-    ]
+    shown_rows = rows if session_split in (None, split) else features.rows(session_split)
+    policies = [_fit_policy(features, rows, shown_rows, policy_fraction, policy_min_queries, policy_rng)
+                for _ in range(max(1, logging_policies))]
     uq = policies[0][1].query_ids
     lists = [ranked.top_k(list_size) for _, ranked in policies]
     samplers = [PlackettLuce(ranked, temperature) for _, ranked in policies] if logging == "plackett_luce" else []
@@ -93,13 +100,14 @@ def simulate_sessions(
     return log
 
 
-def _fit_policy(features: FeatureTable, rows: np.ndarray, fraction: float, min_queries: int,
+def _fit_policy(features: FeatureTable, rows: np.ndarray, shown_rows: np.ndarray, fraction: float, min_queries: int,
                 rng: np.random.Generator) -> tuple[LinearPolicy, Candidates]:
-    """One logging policy and every query's candidates in its order (as features-table rows)."""
+    """One logging policy fitted on `rows`' queries, and every `shown_rows` query's candidates in
+    its order (as features-table rows)."""
     policy = fit_linear_policy(features.features, features.labels, features.query_ids,
                                fraction=fraction, min_queries=min_queries, rng=rng, rows=rows)
-    ranked = rank_candidates(features.query_ids[rows], policy.score(features.features, rows))
-    ranked.rows = rows[ranked.rows]
+    ranked = rank_candidates(features.query_ids[shown_rows], policy.score(features.features, shown_rows))
+    ranked.rows = shown_rows[ranked.rows]
     return policy, ranked
 
 

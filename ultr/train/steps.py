@@ -27,6 +27,9 @@ class Steps:
     propensity_curve: Callable[[Any], jax.Array] | None  # relative examination per position 1..K; None: no curve
     learns_propensity: bool
     uses_context: bool  # the propensity tower reads what is shown: its curve needs logged contexts
+    # P(click) [B, K] of shown items (ranker params, tower params, doc_index, position, features);
+    # None: the method's towers are not a click model
+    click_probability: Callable[[Any, Any, jax.Array, jax.Array, jax.Array], jax.Array] | None
     # How often JAX traced the train step: the Python body runs only while tracing, and every
     # trace of a jitted function is a compile, so 1 means the step never recompiled.
     traces: list[int] = field(default_factory=lambda: [0])
@@ -88,6 +91,10 @@ def make_steps(
     def score(r_params, doc_index, features):
         return ranker.apply(r_params, p.inputs(features, doc_index), train=False)
 
+    def click_probability(r_params, p_params, doc_index, position, features):
+        x = p.inputs(features, doc_index)
+        return method.click_probability(p, ranker.apply(r_params, x, train=False), p_params, position, x)
+
     def propensity_curve(p_params, contexts=None):
         return method.curve(p, p_params, contexts)
 
@@ -100,4 +107,5 @@ def make_steps(
     # The state is donated: its buffers are reused for the next state instead of copied.
     return Steps(init, jax.jit(counted_step, donate_argnums=0), jax.jit(score),
                  jax.jit(propensity_curve) if method.reports_curve else None,
-                 method.learns_propensity, method.learns_propensity and method.uses_context(p), traces)
+                 method.learns_propensity, method.learns_propensity and method.uses_context(p),
+                 jax.jit(click_probability) if method.predicts_clicks else None, traces)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from ultr.click_models.base import ClickModel, PairTable, chain_examination, probs, shifted_cumprod
 
@@ -28,7 +27,7 @@ class CCM(ClickModel):
 
     def conditional(self, rows: jax.Array, click: jax.Array, mask: jax.Array) -> jax.Array:
         a, (t1, t2, t3) = self.attraction(rows) * mask, probs(self.tau)
-        return chain_examination(a, click, jnp.broadcast_to(t1, a.shape), t2 * (1.0 - a) + t3 * a) * a
+        return chain_examination(a, click, t1, lambda k: t2 * (1.0 - a[:, k]) + t3 * a[:, k], self.chain_loop_from) * a
 
     @staticmethod
     def replay(params):

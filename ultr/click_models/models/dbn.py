@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from ultr.click_models.base import ClickModel, PairTable, chain_examination, probs, shifted_cumprod
+from ultr.click_models.em_dbn import dbn_posteriors
 
 
 class DBN(ClickModel):
@@ -36,7 +37,9 @@ class DBN(ClickModel):
 
     def conditional(self, rows: jax.Array, click: jax.Array, mask: jax.Array) -> jax.Array:
         a, s, gamma = self.attraction(rows) * mask, self.satisfaction(rows), self._gamma()
-        return chain_examination(a, click, jnp.broadcast_to(gamma, a.shape), gamma * (1.0 - s)) * a
+        return chain_examination(a, click, gamma, lambda k: gamma * (1.0 - s[:, k]), self.chain_loop_from) * a
+
+    em_posteriors = staticmethod(dbn_posteriors)
 
     @staticmethod
     def replay(params):

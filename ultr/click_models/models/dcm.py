@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from ultr.click_models.base import ClickModel, PairTable, chain_examination, probs, shifted_cumprod
 
@@ -26,9 +25,8 @@ class DCM(ClickModel):
         return exam * a, exam
 
     def conditional(self, rows: jax.Array, click: jax.Array, mask: jax.Array) -> jax.Array:
-        a = self.attraction(rows) * mask
-        lam = jnp.broadcast_to(probs(self.continuation)[None, : rows.shape[1]], a.shape)
-        return chain_examination(a, click, jnp.ones_like(a), lam) * a
+        a, lam = self.attraction(rows) * mask, probs(self.continuation)
+        return chain_examination(a, click, 1.0, lambda k: lam[k], self.chain_loop_from) * a
 
     @staticmethod
     def replay(params):
