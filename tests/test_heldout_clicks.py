@@ -35,6 +35,9 @@ def test_heldout_scores_golden():
     assert out["sessions"] == 3
     np.testing.assert_allclose(out["true_model"]["perplexity_at"], [2.0, 4 / 3], rtol=1e-9)
     np.testing.assert_allclose(out["true_model"]["perplexity"], 5 / 3, rtol=1e-9)
+    # click rate per rank: 1/3 at rank 1 (one click in three), 0 at rank 2 (clipped, so ~1):
+    # 2 ** -(log2(1/3) + 2 log2(2/3)) / 3 = (27/4) ** (1/3)
+    np.testing.assert_allclose(out["rank_ctr"]["perplexity_at"], [(27 / 4) ** (1 / 3), 1.0], rtol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +81,4 @@ def test_experiment_scores_click_models_and_not_softmax_towers(tmp_path):
     # A fitted model cannot beat the generating one by more than the noise of 5,000 sessions,
     # and a two-tower model with any training beats a coin flip per slot.
     assert floor * 0.99 < scored["perplexity"] < 2.0
+    assert floor < out["heldout_clicks"]["rank_ctr"]["perplexity"]  # the documents matter under PBM

@@ -72,12 +72,22 @@ def _scores(p: np.ndarray, held: HeldOutClicks) -> dict[str, Any]:
     return {k: v for k, v in metrics(_sums(p, held.clicks, held.mask)).items() if k in KEPT}
 
 
+def rank_ctr(held: HeldOutClicks) -> np.ndarray:
+    """[N, K]: each slot's probability is the held-out click rate at its rank."""
+    m = held.mask
+    ctr = (held.clicks * m).sum(0) / np.maximum(m.sum(0), 1)
+    return np.where(m, ctr[None, :], 0.0)
+
+
 def true_model_scores(held: HeldOutClicks) -> dict[str, Any]:
-    """The generating model's marginal perplexity (its log-likelihood is exact only where its
-    clicks are independent, as in PBM, so it is left out)."""
-    out = _scores(held.true_probability, held)
+    """The two references a method's score sits between: the generating model's marginal
+    perplexity (the floor; its log-likelihood is exact only where its clicks are independent, as
+    in PBM, so it is left out), and that of the click rate per rank measured on these sessions
+    themselves (the best a model that ignores the documents can do)."""
+    truth, ranks = _scores(held.true_probability, held), _scores(rank_ctr(held), held)
     return {"sessions": int(len(held.clicks)), "split": "test",
-            "true_model": {k: out[k] for k in ("perplexity", "perplexity_at")}}
+            "true_model": {k: truth[k] for k in ("perplexity", "perplexity_at")},
+            "rank_ctr": {k: ranks[k] for k in ("perplexity", "perplexity_at")}}
 
 
 def method_click_probability(steps: Steps, state: Any, held: HeldOutClicks, features: Any) -> np.ndarray:
@@ -107,4 +117,5 @@ def heldout_lines(results: Mapping[str, Any], heldout: Mapping[str, Any] | None)
         return []
     parts = ", ".join(f"{m} {v:.4f}" for m, v in scored.items())
     return [f"held-out click perplexity on {heldout['sessions']} test-query sessions: {parts} "
-            f"(generating model {heldout['true_model']['perplexity']:.4f}; DLA-style softmax towers give no P(click))"]
+            f"(generating model {heldout['true_model']['perplexity']:.4f}, click rate per rank "
+            f"{heldout['rank_ctr']['perplexity']:.4f}; softmax towers such as DLA's give no P(click))"]

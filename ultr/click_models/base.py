@@ -40,10 +40,10 @@ def _log_positive(x: jax.Array) -> jax.Array:
     return jnp.where(x > 0, jnp.log(jnp.maximum(x, 1e-37)), NEVER)
 
 
-# From this many sessions per batch the rank-by-rank loop is faster than the associative scan on
-# CPU for DCM, DBN and CCM (the scan's log-space maps cost more per element, the loop's K small
-# steps more per call); a model sets `chain_loop_from` to None where the scan stays faster (SDBN).
-# benchmarks/RESULTS.md, click models, throughput. Both are exact; the batch shape is static.
+# The batch size from which `chain_examination` runs its rank loop rather than its scan, where a
+# model does not set its own `chain_loop_from`. Which is faster on CPU depends on the model:
+# measured with the fit's own step (benchmarks/RESULTS.md, click models, throughput), the loop wins
+# for DBN from 4,096 sessions and for CCM from 1,024; the scan for DCM and SDBN at every size.
 LOOP_FROM_BATCH = 4096
 
 
@@ -64,16 +64,14 @@ def chain_examination(a: jax.Array, click: jax.Array, go_on: jax.Array | float,
 
 
 def chain_loop(a: jax.Array, click: jax.Array, g: jax.Array, after_click: Callable[[int], jax.Array]) -> jax.Array:
-    """The recursion of `chain_examination`, K dependent [B] steps (unrolled: K is static). Written
-    for XLA's CPU fusion, measured: the global parameters enter each step as scalars (broadcast to
-    [B, K] and sliced per rank, the backward pass was 2-3x slower), g multiplies the Bayes ratio
-    after it is formed, and the click selects by arithmetic rather than `where` (DCM 1.8x faster)."""
+    """The recursion of `chain_examination`, K dependent [B] steps (unrolled: K is static). The
+    global parameters enter each step as scalars: broadcast to [B, K] and sliced per rank, the
+    backward pass was 1.5-2x slower on CPU."""
     exam, out = jnp.ones(a.shape[:1], a.dtype), []
     for k in range(a.shape[1]):
         out.append(exam)
-        clicked = (click[:, k] > 0).astype(a.dtype)
         skip = exam * (1.0 - a[:, k]) / jnp.maximum(1.0 - exam * a[:, k], 1e-7)
-        exam = clicked * after_click(k) + (1.0 - clicked) * (g[k] * skip)
+        exam = jnp.where(click[:, k] > 0, after_click(k), g[k] * skip)
     return jnp.stack(out, axis=1)
 
 

@@ -14,6 +14,7 @@ from ultr.click_models.base import ClickModel, PairTable, chain_examination, pro
 class DCM(ClickModel):
     key = "dcm"
     paper = "Guo, Liu and Wang, WSDM 2009"
+    chain_loop_from = None  # its scan is faster than its loop at every batch size measured (1,024-8,192)
 
     def setup(self) -> None:
         self.attraction = PairTable(self.rows, self.pair_init)
