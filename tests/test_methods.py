@@ -42,8 +42,8 @@ def test_dla_pairwise_gradients_are_separate():
     p_params = {"params": {"logits": jnp.log(jnp.asarray(theta))}}
     s = np.array([0.5, -0.2, 0.1])
     batch = {"position": jnp.array([[1, 2, 3]]), "targets": jnp.array([[1.0, 0.0, 1.0]]), "mask": jnp.ones((1, 3), bool)}
-    g_s = jax.grad(lambda sc: m.loss(p, sc, p_params, batch, None)[0])(jnp.asarray(s[None]))[0]
-    g_e = jax.grad(lambda pp: m.loss(p, jnp.asarray(s[None]), pp, batch, None)[0])(p_params)["params"]["logits"]
+    g_s = jax.grad(lambda sc: m.loss(p, sc, p_params, batch, None, jax.random.key(0))[0])(jnp.asarray(s[None]))[0]
+    g_e = jax.grad(lambda pp: m.loss(p, jnp.asarray(s[None]), pp, batch, None, jax.random.key(0))[0])(p_params)["params"]["logits"]
     w_exam = theta[0] / theta  # [1, 2, 6]
     d = lambda x: sig(x) * (1 - sig(x))  # noqa: E731
     want_s = [-w_exam[0] * d(s[0] - s[1]), w_exam[0] * d(s[0] - s[1]) + w_exam[2] * d(s[2] - s[1]), -w_exam[2] * d(s[2] - s[1])]

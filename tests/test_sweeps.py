@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from tests.conftest import EMBEDDED_MQ2008, ROOT
-from ultr.aggregate import aggregate, paired_p_value
+from ultr.aggregate import aggregate, paired_p_value, pooled
 from pipelines.config import default_config
 from ultr.experiment import run_experiment
 
@@ -57,6 +57,12 @@ def test_aggregate_exact(tmp_path):
     assert row["ndcg@10_mean"] == pytest.approx((0.60 + 0.61 + 0.65) / 3)
     assert row["ndcg@10_std"] == pytest.approx(np.std([0.60, 0.61, 0.65], ddof=1))
     assert row["p_vs_dla"] == pytest.approx(paired_p_value(np.array([-0.10, -0.11, -0.09])))
+    # pooled over both etas: naive - dla on all five (setting, seed) pairs
+    (pool,) = pooled(pl.read_parquet(tmp_path / "runs.parquet"), ["click_model.eta"], "dla")
+    diffs = np.array([-0.10, -0.11, -0.09, 0.0, -0.2])
+    assert pool["pairs"] == 5 and pool["wins"] == 0
+    assert pool["mean_diff"] == pytest.approx(diffs.mean()) and pool["p"] == pytest.approx(paired_p_value(diffs))
+    assert "| naive | 5 | -0.1000 | 0 |" in (tmp_path / "summary.md").read_text()
     for f in ("summary.csv", "summary.md", "runs.parquet", "ndcg_vs_eta.png", "propensity_curves.png"):
         assert (tmp_path / f).exists(), f
 

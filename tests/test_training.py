@@ -254,6 +254,25 @@ def test_selection_keeps_the_best_validation_candidate(tmp_path):
     assert out["propensity"]["mean_relative_error"] == chosen["propensity_error"]
 
 
+def test_default_selection_chooses_between_dla_its_disentangled_variant_and_naive(tmp_path):
+    """The default keeps the best of DLA, DLA with observation dropout, and DLA with a frozen flat
+    propensity tower on validation nDCG@10. The last trains exactly the naive ranker (flat logits
+    give every item an inverse propensity weight of 1), so the default cannot fall below naive by
+    more than validation noise."""
+    cfg = default_config(["algorithm.methods=[dla,naive]", "trainer=debug", "model.hidden=[32,16]",
+                          "simulation.sessions=20000", "trainer.checkpoint=false", "trainer.tensorboard=false"])
+    methods = run_experiment(cfg, tmp_path)["methods"]
+    sel = methods["dla"]["selection"]
+    assert [c["overrides"] for c in sel["candidates"]] == [[], ["algorithm.dla.observation_dropout=0.02"],
+                                                            ["propensity_optim.learning_rate=0"]]
+    frozen = sel["candidates"][2]
+    assert frozen["vali_ndcg@10"] == methods["naive"]["vali"]["ndcg@10"]
+    assert frozen["best_step"] == methods["naive"]["best_step"]
+    assert frozen["propensity"] == [1.0] * len(frozen["propensity"])
+    vali = [c["vali_ndcg@10"] for c in sel["candidates"]]
+    assert sel["chosen"] == int(np.argmax(vali))
+
+
 def test_with_overrides_sets_existing_keys_only():
     from ultr.errors import DataError
     from ultr.training import with_overrides
@@ -281,7 +300,7 @@ def test_diverged_curve_trains_again_with_the_severe_bias_settings(tmp_path, mon
         return "the learned curve puts position 4 at 171x position 1" if len(calls) == 1 else real(curve, *a)
 
     monkeypatch.setattr(training, "propensity_warning", first_diverges)
-    cfg = small_cfg(**{"algorithm.methods": "[dla]", "trainer.checkpoint": "false"})
+    cfg = small_cfg(**{"algorithm.methods": "[dla]", "trainer.checkpoint": "false", "selection.methods": "[]"})
     r = run_experiment(cfg, tmp_path)
     fb = r["methods"]["dla"]["fallback"]
     assert fb["kept"] == "fallback" and fb["overrides"] == cfg["fallback"]["overrides"]
@@ -299,3 +318,8 @@ def test_diverged_curve_trains_again_with_the_severe_bias_settings(tmp_path, mon
     assert fb["trigger"].startswith("severe bias") and len(calls) > 2
     assert fb["kept"] == ("fallback" if runs["fallback"]["vali_ndcg@10"] > runs["first"]["vali_ndcg@10"] else "first")
     assert r["methods"]["dla"]["vali"]["ndcg@10"] == max(run["vali_ndcg@10"] for run in runs.values())
+    # after selection (the default): retrained on top of the chosen candidate's overrides
+    cfg["selection"] = {"methods": ["dla"], "candidates": [["algorithm.dla.observation_dropout=0.02"]]}
+    r = run_experiment(cfg, tmp_path / "selected")
+    assert r["methods"]["dla"]["fallback"]["overrides"] == ["algorithm.dla.observation_dropout=0.02",
+                                                            *cfg["fallback"]["overrides"]]

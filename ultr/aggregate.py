@@ -91,11 +91,37 @@ def aggregate(sweep_dir: str | Path, reference: str = "dla") -> pl.DataFrame:
         summary.write_csv(tmp)
     write_parquet(runs.to_arrow(), sweep_dir / "runs.parquet")
     table = _markdown(summary, setting_keys)
+    if setting_keys:
+        table += "\n\n" + _pooled_markdown(pooled(runs, setting_keys, reference), reference)
     with atomic_path(sweep_dir / "summary.md") as tmp:
         tmp.write_text(f"# Sweep summary: {sweep_dir}\n\n{table}\n")
     _plots(runs, setting_keys, curves, sweep_dir)
     print(table, file=sys.stdout)
     return summary
+
+
+def pooled(runs: pl.DataFrame, setting_keys: list[str], reference: str) -> list[dict[str, Any]]:
+    """Each method against `reference` over the whole sweep: the paired nDCG@10 differences of every
+    (setting, seed, fold) where both ran, their mean, and the paired t-test p-value."""
+    keys = [*setting_keys, "seed", "fold"]
+    ref = runs.filter(pl.col("method") == reference).select(*keys, pl.col("ndcg@10").alias("_ref"))
+    out = []
+    for method in sorted(set(runs["method"]) - {reference}):
+        pair = runs.filter(pl.col("method") == method).join(ref, on=keys, how="inner", nulls_equal=True)
+        diff = (pair["ndcg@10"] - pair["_ref"]).to_numpy()
+        if len(diff):
+            out.append({"method": method, "pairs": len(diff), "mean_diff": float(diff.mean()),
+                        "wins": int((diff > 0).sum()), "p": paired_p_value(diff)})
+    return out
+
+
+def _pooled_markdown(rows: list[dict[str, Any]], reference: str) -> str:
+    lines = [f"Pooled over every setting: nDCG@10 of each method minus {reference}'s on the same (setting, seed, fold)",
+             "", "| method | pairs | mean difference | above | paired p |", "|---|---|---|---|---|"]
+    for r in rows:
+        p = "-" if np.isnan(r["p"]) else f"{r['p']:.3g}"
+        lines.append(f"| {r['method']} | {r['pairs']} | {r['mean_diff']:+.4f} | {r['wins']} | {p} |")
+    return "\n".join(lines)
 
 
 def _markdown(summary: pl.DataFrame, setting_keys: list[str]) -> str:

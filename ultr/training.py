@@ -157,7 +157,9 @@ def train_with_fallback(name: str, cfg: Mapping[str, Any], *args: Any, checkpoin
     trigger, diverged = fallback_trigger(trained, fb)
     if trigger is None:
         return trained, selection, None
-    overrides = [str(o) for o in fb.get("overrides") or []]
+    # On top of the selected candidate's own overrides, so retraining keeps what selection chose.
+    chosen = selection["candidates"][selection["chosen"]]["overrides"] if selection else []
+    overrides = [*map(str, chosen), *(str(o) for o in fb.get("overrides") or [])]
     print(f"{name}: {'the learned curve diverged' if diverged else 'severe bias'}; training again with the severe-bias "
           f"settings {overrides}", file=sys.stderr)
     again = train_method(name, with_overrides(cfg, overrides), *args, tag=f"{name}[fallback]",

@@ -10,7 +10,7 @@ from ultr.methods.base import KnownPropensityMethod, optional_float
 class IpsMethod(KnownPropensityMethod):
     defaults = {"max_weight": None}  # clip the inverse propensity weights (None = no clipping)
 
-    def loss(self, p, scores, p_params, batch, x):
+    def loss(self, p, scores, p_params, batch, x, key):
         loss = ips_loss(scores, batch["targets"], batch["position"], batch["mask"], p.known["propensity"],
                         max_weight=optional_float(p.cfg, "max_weight"))
         return loss, {"loss": loss, "rank_loss": loss}

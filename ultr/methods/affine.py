@@ -28,7 +28,7 @@ class Affine(Method):
             raise DataError("affine needs trust-bias parameters: simulate with click_model=trust (propensities.json 'affine')")
         return {"alpha": np.asarray(src.sidecar["affine"]["alpha"]), "beta": np.asarray(src.sidecar["affine"]["beta"])}
 
-    def loss(self, p, scores, p_params, batch, x):
+    def loss(self, p, scores, p_params, batch, x, key):
         clicks, mask = batch["targets"], batch["mask"]
         if self.data_kind(p.cfg) == LISTS:
             loss = affine_log_loss(scores, clicks, batch["exposure"], batch["bias"], mask,

@@ -90,8 +90,9 @@ class Method:
         return p.tower.init(key, jnp.ones(x.shape[:2], jnp.int32), p.tower_context(x))
 
     def loss(self, p: Parts, scores: jax.Array, p_params: Any, batch: Mapping[str, jax.Array],
-             x: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """(scalar loss, metrics); metrics named `_...` are private to `update_tower`."""
+             x: jax.Array, key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """(scalar loss, metrics); metrics named `_...` are private to `update_tower`. `key` seeds
+        whatever the loss draws at random in training (the bias tower's observation dropout)."""
         raise NotImplementedError
 
     def update_tower(self, p: Parts, p_params: Any, grads: Any, opt_state: Any, tx: optax.GradientTransformation,

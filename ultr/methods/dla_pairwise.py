@@ -29,7 +29,7 @@ class DlaPairwise(Dla):
     name = "dla_pairwise"
     defaults = {"rank_weight": 1.0, "max_weight": None, "normalization": "softmax"}
 
-    def loss(self, p, scores, p_params, batch, x):
+    def loss(self, p, scores, p_params, batch, x, key):
         c, pos, clicks, mask = p.cfg, batch["position"], batch["targets"], batch["mask"]
         logits = p.tower.apply(p_params, pos, p.tower_context(x))
         normalization, max_weight = c.get("normalization", "softmax"), optional_float(c, "max_weight")

@@ -43,7 +43,7 @@ class Dr(Method):
     def init_tower(self, p, key, x):
         return p.tower.init(key, x)
 
-    def loss(self, p, scores, p_params, batch, x):
+    def loss(self, p, scores, p_params, batch, x, key):
         c = p.cfg
         out = dr_loss(scores, p.tower.apply(p_params, x), batch["targets"], batch["exposure"], batch["bias"],
                       batch["sessions"], batch["mask"], max_weight=optional_float(c, "max_weight"),

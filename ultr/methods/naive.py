@@ -9,7 +9,7 @@ from ultr.methods.base import Method
 class Naive(Method):
     name = "naive"
 
-    def loss(self, p, scores, p_params, batch, x):
+    def loss(self, p, scores, p_params, batch, x, key):
         loss = naive_loss(scores, batch["targets"], batch["mask"])
         return loss, {"loss": loss, "rank_loss": loss}
 

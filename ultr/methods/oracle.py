@@ -10,7 +10,7 @@ class Oracle(Method):
     name = "oracle"
     data = LABELS
 
-    def loss(self, p, scores, p_params, batch, x):
+    def loss(self, p, scores, p_params, batch, x, key):
         loss = oracle_loss(scores, batch["targets"], batch["mask"])
         return loss, {"loss": loss, "rank_loss": loss}
 

@@ -18,7 +18,7 @@ class Pairwise(Method):
     def init_tower(self, p, key, x):
         return {"t_plus_sums": jnp.zeros(p.list_size), "t_minus_sums": jnp.zeros(p.list_size)}
 
-    def loss(self, p, scores, p_params, batch, x):
+    def loss(self, p, scores, p_params, batch, x, key):
         out = pairwise_debiasing_loss(scores, batch["targets"], batch["position"], batch["mask"],
                                       p_params["t_plus_sums"], p_params["t_minus_sums"])
         return out.loss, {"loss": out.loss, "rank_loss": out.loss, "_plus": out.plus, "_minus": out.minus}

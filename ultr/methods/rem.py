@@ -36,7 +36,7 @@ class Rem(TowerMethod):
     def click_probability(self, p, scores, p_params, position, x):
         return tower_click_probability(scores, p.tower.apply(p_params, position, p.tower_context(x)), "multiplicative")
 
-    def loss(self, p, scores, p_params, batch, x):
+    def loss(self, p, scores, p_params, batch, x, key):
         clicks, mask = batch["targets"], batch["mask"]
         logits = p.tower.apply(p_params, batch["position"], p.tower_context(x))
         out = rem_loss(scores, logits, clicks, mask)

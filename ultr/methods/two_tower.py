@@ -1,17 +1,20 @@
 """The two-tower click model: a relevance tower and a position tower fitted to clicks; only the
-relevance tower ranks (additive: Zhuang et al., WWW 2021; multiplicative: PAL, Guo et al., RecSys 2019)."""
+relevance tower ranks (additive: Zhuang et al., WWW 2021; multiplicative: PAL, Guo et al., RecSys 2019).
+Its position tower can be disentangled from relevance as Zhang et al. (KDD 2023) do for this model
+(`ultr.methods._disentangle`)."""
 
 from __future__ import annotations
 
 from ultr.algorithms.click_models import tower_click_probability, two_tower_loss
-from ultr.methods.base import TowerMethod, option
+from ultr.methods._disentangle import DISENTANGLE_DEFAULTS, DisentangledTowerMethod
+from ultr.methods.base import option
 
 
-class TwoTower(TowerMethod):
+class TwoTower(DisentangledTowerMethod):
     name = "two_tower"
     unclicked_evidence = True  # P(click) is fitted on every impression
     predicts_clicks = True
-    defaults = {"combine": "additive"}  # additive (logit s + e) | multiplicative (PBM / PAL)
+    defaults = {"combine": "additive", **DISENTANGLE_DEFAULTS}  # combine: additive (logit s + e) | multiplicative (PBM / PAL)
 
     def sigmoid_examination(self, p):
         # Additive towers are odds ratios (exp(e_k - e_1)); multiplicative ones probabilities.
@@ -23,10 +26,12 @@ class TwoTower(TowerMethod):
     def click_probability(self, p, scores, p_params, position, x):
         return tower_click_probability(scores, p.tower.apply(p_params, position, p.tower_context(x)), self.combine(p))
 
-    def loss(self, p, scores, p_params, batch, x):
-        logits = p.tower.apply(p_params, batch["position"], p.tower_context(x))
+    def loss(self, p, scores, p_params, batch, x, key):
+        logits, raw = self.bias_logits(p, p_params, batch, x, key)
         out = two_tower_loss(scores, logits, batch["targets"], batch["mask"], combine=self.combine(p))
-        return out.total, {"loss": out.total, "rank_loss": out.rank, "propensity_loss": out.propensity}
+        adversary = self.disentangle_loss(p, p_params, raw, scores, batch)
+        total = out.total + adversary
+        return total, {"loss": total, "rank_loss": out.rank, "propensity_loss": out.propensity, "adversary_loss": adversary}
 
 
 METHOD = TwoTower()

@@ -72,7 +72,8 @@ def make_steps(
     def losses(r_params, p_params, batch, features, dropout_key):
         x = p.inputs(features, batch["doc_index"])
         scores = ranker.apply(r_params, x, train=True, rngs={"dropout": dropout_key})
-        return method.loss(p, scores, p_params, batch, x)
+        # Folded in, not split off, so the ranker's dropout stream is the same as without it.
+        return method.loss(p, scores, p_params, batch, x, jax.random.fold_in(dropout_key, 1))
 
     grad_fn = jax.grad(losses, argnums=(0, 1), has_aux=True)
 

@@ -1,0 +1,102 @@
+"""Tables of the robustness grid (issue 19) from a sweep's results.json files.
+
+    python benchmarks/robustness_report.py benchmarks/_work/robustness/grid [MORE_SWEEPS ...] [--oracle DIR]
+
+For every cell (setting x seed; several sweeps over the same cells are merged) it prints each
+method's test nDCG@10 and curve error, and adds `default`: the run the default configuration keeps
+for DLA (`selection:` in conf/experiment.yaml), i.e. of `dla` (observation dropout 0),
+`dla_disentangled` (0.02) and `naive` (the third candidate, DLA with a frozen flat propensity
+tower, trains the naive ranker exactly) the one with the best validation nDCG@10. Then, pooled
+over the cells, paired t-tests of `default` against naive and against IPS with the true
+propensities, and the wall time from the runs' own clocks. Recorded in benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ultr.aggregate import paired_p_value  # noqa: E402
+
+SELECT_FROM = ("dla", "dla_disentangled", "naive")  # the order of the selection candidates
+
+
+def cell_of(cfg: dict) -> tuple:
+    s = cfg["simulation"]
+    return (cfg["data"]["name"], cfg["data"]["fold"], s["policy_fraction"], s["logging"], cfg["click_model"]["name"],
+            cfg["click_model"]["eta"], s["sessions"], cfg["seed"])
+
+
+def read(sweeps: list[Path]) -> dict[tuple, dict]:
+    runs: dict[tuple, dict] = {}
+    for f in sorted(f for sweep in sweeps for f in sweep.rglob("results.json")):
+        r = json.loads(f.read_text())
+        run = runs.setdefault(cell_of(r["config"]), {"methods": {}, "seconds": 0.0})
+        run["seconds"] += r["timing"]["total_seconds"]
+        run["methods"].update({k: {"test": v["test"]["ndcg@10"], "vali": v["vali"]["ndcg@10"],
+                                   "curve": v.get("propensity", {}).get("mean_relative_error")} for k, v in r["methods"].items()})
+    for run in runs.values():
+        m = run["methods"]
+        if all(k in m for k in SELECT_FROM):
+            m["default"] = max((m[k] for k in SELECT_FROM), key=lambda v: v["vali"])  # first of equals
+    return runs
+
+
+def wall_minutes(sweeps: list[Path]) -> float:
+    """First run's start to last run's end: each results.json is written when its run ends, and the
+    run's own total_seconds says when it began."""
+    ends = [(f.stat().st_mtime, json.loads(f.read_text())["timing"]["total_seconds"])
+            for sweep in sweeps for f in sweep.rglob("results.json")]
+    return (max(e for e, _ in ends) - min(e - s for e, s in ends)) / 60
+
+
+def pooled_line(runs: dict, a: str, b: str) -> str | None:
+    pairs = [(r["methods"][a]["test"], r["methods"][b]["test"]) for r in runs.values() if a in r["methods"] and b in r["methods"]]
+    d = np.array([x - y for x, y in pairs])
+    if not len(d):
+        return None
+    return (f"| {a} - {b} | {len(d)} | {d.mean():+.4f} | {int((d > 0).sum())} / {int((d < 0).sum())} | "
+            f"{paired_p_value(d):.3g} |")
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("sweeps", type=Path, nargs="+")
+    ap.add_argument("--oracle", type=Path, help="runs holding the oracle (its score depends on the data and seed only)")
+    args = ap.parse_args()
+    runs = read(args.sweeps)
+    oracle = {(k[0], k[-1]): r["methods"]["oracle"]["test"] for k, r in read([args.oracle] if args.oracle else []).items()
+              if "oracle" in r["methods"]}
+    names = sorted({m for r in runs.values() for m in r["methods"]}, key=lambda m: (m != "default", m))
+    print("| data | fold | policy | logging | clicks | eta | sessions | seed | " + " | ".join(names) + " | oracle |")
+    print("|" + "---|" * (9 + len(names)))
+    for cell, r in sorted(runs.items(), key=lambda kv: str(kv[0])):
+        m = r["methods"]
+        vals = [f"{m[n]['test']:.4f}" + (f" ({m[n]['curve']:.0%})" if m[n].get("curve") is not None else "") if n in m else "-"
+                for n in names]
+        print("| " + " | ".join(str(c) for c in cell) + " | " + " | ".join(vals) + f" | {_fmt(oracle.get((cell[0], cell[-1])))} |")
+    means = [np.mean([r["methods"][n]["test"] for r in runs.values() if n in r["methods"]]) for n in names]
+    print("| mean | " + " | " * 7 + " | ".join(f"{m:.4f}" for m in means) + " | |")
+    print("\n| pooled over the cells | pairs | mean difference | above / below | paired p |\n|---|---|---|---|---|")
+    for a, b in (("default", "naive"), ("default", "ips_true"), ("dla", "naive"), ("dla_disentangled", "dla"),
+                 ("default", "dla")):
+        if line := pooled_line(runs, a, b):
+            print(line)
+    print(f"\nwall time {wall_minutes(args.sweeps):.1f} min for {len(runs)} runs; "
+          f"sum of run times {sum(r['seconds'] for r in runs.values()) / 60:.1f} min "
+          f"(report written {datetime.now():%Y-%m-%d %H:%M})")
+
+
+if __name__ == "__main__":
+    main()
