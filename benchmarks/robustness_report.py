@@ -31,7 +31,7 @@ SELECT_FROM = ("dla", "dla_disentangled", "naive")  # the order of the selection
 def cell_of(cfg: dict) -> tuple:
     s = cfg["simulation"]
     return (cfg["data"]["name"], cfg["data"]["fold"], s["policy_fraction"], s["logging"], cfg["click_model"]["name"],
-            cfg["click_model"]["eta"], s["sessions"], cfg["seed"])
+            cfg["click_model"].get("eta", "-"), s["sessions"], cfg["seed"])
 
 
 def read(sweeps: list[Path]) -> dict[tuple, dict]:
@@ -78,14 +78,14 @@ def main() -> None:
     runs = read(args.sweeps)
     oracle = {(k[0], k[-1]): r["methods"]["oracle"]["test"] for k, r in read([args.oracle] if args.oracle else []).items()
               if "oracle" in r["methods"]}
-    names = sorted({m for r in runs.values() for m in r["methods"]}, key=lambda m: (m != "default", m))
+    names = sorted({m for r in runs.values() for m in r["methods"]} - {"oracle"}, key=lambda m: (m != "default", m))
     print("| data | fold | policy | logging | clicks | eta | sessions | seed | " + " | ".join(names) + " | oracle |")
     print("|" + "---|" * (9 + len(names)))
     for cell, r in sorted(runs.items(), key=lambda kv: str(kv[0])):
         m = r["methods"]
         vals = [f"{m[n]['test']:.4f}" + (f" ({m[n]['curve']:.0%})" if m[n].get("curve") is not None else "") if n in m else "-"
                 for n in names]
-        print("| " + " | ".join(str(c) for c in cell) + " | " + " | ".join(vals) + f" | {_fmt(oracle.get((cell[0], cell[-1])))} |")
+        print("| " + " | ".join(str(c) for c in cell) + " | " + " | ".join(vals) + f" | {_fmt(m['oracle']['test'] if 'oracle' in m else oracle.get((cell[0], cell[-1])))} |")
     means = [np.mean([r["methods"][n]["test"] for r in runs.values() if n in r["methods"]]) for n in names]
     print("| mean | " + " | " * 7 + " | ".join(f"{m:.4f}" for m in means) + " | |")
     print("\n| pooled over the cells | pairs | mean difference | above / below | paired p |\n|---|---|---|---|---|")

@@ -44,7 +44,8 @@ def test_eight_devices_match_one(tmp_path):
 
 
 def test_kill_and_resume_is_exact(tmp_path):
-    args = ["algorithm.methods=[dla]", "trainer.steps=1000", "trainer.eval_every=50", "trainer.checkpoint_every=50", "trainer.patience=null"]
+    args = ["algorithm.methods=[dla]", "selection.methods=[]", "trainer.steps=1000", "trainer.eval_every=50",
+            "trainer.checkpoint_every=50", "trainer.patience=null"]
     ref = run(args, tmp_path / "ref")
     assert ref.returncode == 0, ref.stderr[-2000:]
     out = tmp_path / "killed"
