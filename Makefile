@@ -9,8 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (or: make PYTHON=python3 ...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	PYTHONWARNINGS=ignore $(PY) -m pip install -q -e ".[test]"  # setuptools' editable-install notice is not ours
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -51,22 +51,22 @@ def main() -> None:
                     if "propensity" in r:
                         row[f"{m}_prop_err"] = r["propensity"].get("mean_relative_error")
                         row[f"{m}_diverged"] = "warning" in r["propensity"]
-                    if "fallback" in r:  # the first run diverged and was trained again
-                        fb = r["fallback"]
-                        row[f"{m}_fallback"] = {"kept": fb["kept"], **{
-                            f"{name}_prop_err": run.get("propensity_error") for name, run in fb["runs"].items()}}
+                    if "kept" in r:  # a selection's row: the run it kept
+                        row[f"{m}_kept"] = r["kept"]
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     summary = {}
     for eta in args.etas:
         sel = [r for r in rows if r["eta"] == eta]
-        keys = [k for k in sel[0] if k.endswith(("ndcg@10", "prop_err"))]
-        s = {k: {"mean": round(mean(r[k] for r in sel), 4), "std": round(pstdev(r[k] for r in sel), 4)} for k in keys}
+        # runs that only some settings train (a severe-bias retraining) are summarised over those that have them
+        keys = sorted({k for r in sel for k in r if k.endswith(("ndcg@10", "prop_err"))})
+        s = {k: {"mean": round(mean(r[k] for r in sel if k in r), 4), "std": round(pstdev(r[k] for r in sel if k in r), 4),
+                 "runs": sum(k in r for r in sel)} for k in keys}
         if "dla_ndcg@10" in sel[0] and "oracle_ndcg@10" in sel[0]:
             s["dla_over_oracle"] = round(mean(r["dla_ndcg@10"] for r in sel) / mean(r["oracle_ndcg@10"] for r in sel), 4)
         fold1 = [r for r in sel if r["fold"] == 1]
         if fold1:
-            s["fold1"] = {k: round(mean(r[k] for r in fold1), 4) for k in keys}
+            s["fold1"] = {k: round(mean(r[k] for r in fold1 if k in r), 4) for k in keys if any(k in r for r in fold1)}
         summary[str(eta)] = s
     record("quality", {"folds": args.folds, "seeds": args.seeds, "methods": args.methods, "extra": args.extra, "tag": args.tag, "runs": len(rows), "summary": summary})
 

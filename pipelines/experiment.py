@@ -13,4 +13,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    launch(main, "experiment")
+    launch(main, "experiment", resumable=True)

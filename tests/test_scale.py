@@ -44,7 +44,7 @@ def test_eight_devices_match_one(tmp_path):
 
 
 def test_kill_and_resume_is_exact(tmp_path):
-    args = ["algorithm.methods=[dla]", "selection.methods=[]", "trainer.steps=1000", "trainer.eval_every=50",
+    args = ["algorithm.methods=[dla]", "trainer.steps=1000", "trainer.eval_every=50",
             "trainer.checkpoint_every=50", "trainer.patience=null"]
     ref = run(args, tmp_path / "ref")
     assert ref.returncode == 0, ref.stderr[-2000:]
@@ -59,10 +59,15 @@ def test_kill_and_resume_is_exact(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "results.json").exists(), "the run finished before it could be killed"
-    resumed = run([*args, "trainer.resume=true"], out)
+    saved = {f.name: f.read_bytes() for f in (out / ".hydra").iterdir()}
+    # as the README writes it: the run directory and the flag; the saved settings are reloaded
+    resumed = subprocess.run([sys.executable, "-m", "pipelines.experiment", f"hydra.run.dir={out}", "trainer.resume=true"],
+                             cwd=ROOT, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     r = json.loads((out / "results.json").read_text())
     assert 50 <= r["resumed_from_step"] < 1000
+    assert f"resumed dla from step {r['resumed_from_step']}" in resumed.stderr
+    assert {f.name: f.read_bytes() for f in (out / ".hydra").iterdir()} == saved  # the interrupted run's record stays
     assert metrics(out) == metrics(tmp_path / "ref")  # bitwise: same floats
     ref_prop = json.loads((tmp_path / "ref" / "results.json").read_text())["methods"]["dla"]["propensity"]["estimated"]
     assert r["methods"]["dla"]["propensity"]["estimated"] == ref_prop

@@ -11,6 +11,7 @@ from tests.conftest import EMBEDDED_MQ2008, ROOT
 from ultr.aggregate import aggregate, paired_p_value, pooled
 from pipelines.config import default_config
 from ultr.experiment import run_experiment
+from ultr.selection import run_plan, selection_specs
 
 PRESETS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 SHRINK = ["trainer=debug", "trainer.steps=20", "trainer.eval_every=10", "model.hidden=[8]", "simulation.sessions=4000",
@@ -24,8 +25,12 @@ def test_every_experiment_preset_runs_shrunk(tmp_path, preset):
     if preset == "full_sweep":
         overrides.append("data.fold=1")  # CI ships Fold1 only inside data/
     cfg = default_config(overrides)
-    out = run_experiment(cfg, tmp_path)
-    assert set(out["methods"]) == set(cfg["algorithm"]["methods"])
+    out = run_experiment(cfg, tmp_path)["methods"]
+    # the methods, the selection's candidates and its row, and severe-bias retrainings: nothing else
+    reference, _ = selection_specs(cfg)
+    plan = {s.label for s in run_plan(cfg)} | ({cfg["selection"]["name"]} if reference else set())
+    assert set(cfg["algorithm"]["methods"]) <= plan <= set(out)
+    assert all(out[extra]["run"]["variant_of"] in out for extra in set(out) - plan)
     header = (ROOT / "conf" / "experiment" / f"{preset}.yaml").read_text().splitlines()
     assert header[0] == "# @package _global_" and any("pipelines.experiment" in line for line in header[1:4])
 

@@ -35,8 +35,10 @@ def experiment_run(tmp_path_factory):
 def test_experiment_contract(experiment_run):
     run_dir, out = experiment_run
     results = json.loads((run_dir / "results.json").read_text())
-    assert set(results["methods"]) == {"dla", "naive", "oracle"}
+    assert list(results["methods"]) == ["dla", "naive", "oracle", "selected"]
     for m, r in results["methods"].items():
+        if m == "selected":
+            continue
         assert set(r["test"]) >= {"ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "err@10"}
         assert 0.0 < r["test"]["ndcg@10"] <= 1.0
         assert r["compiled_train_steps"] == 1  # fixed shapes: compiled once, never again
@@ -56,7 +58,9 @@ def test_experiment_contract(experiment_run):
     import polars as pl
 
     pq = pl.read_parquet(run_dir / "per_query.parquet")
-    assert pq.height == 3 * 156 and pq.filter(pl.col("has_relevant")).height == 3 * 105
+    test = pq.filter(pl.col("split") == "test")
+    assert test.height == 4 * 156 and test.filter(pl.col("has_relevant")).height == 4 * 105  # 3 runs and the selection
+    assert pq.filter(pl.col("split") == "vali").height == 4 * 157
 
 
 def test_checkpoint_restores_selected_model(experiment_run):
@@ -237,40 +241,31 @@ def test_tail_average_curve_is_the_geometric_mean_of_the_last_evaluations():
     assert tail_average_curve([{"step": 1, "loss": 0.5}], 5) is None
 
 
-def test_selection_keeps_the_best_validation_candidate(tmp_path):
-    """`+experiment=select_regularisation`: DLA trained once per candidate, the best validation
-    nDCG@10 kept and reported, every candidate recorded."""
+def test_every_run_is_reported_under_its_own_name_and_the_selection_says_what_it_kept(experiment_run):
+    """`dla` is always the DLA run; the default's choice between it and naive is the `selected`
+    row, which names the run it kept, carries no propensity curve, and trains naive only once."""
+    run_dir, out = experiment_run
+    m = out["methods"]
+    sel = m["selected"]
+    assert sel["kept"] in ("dla", "naive") and sel["test"] == m[sel["kept"]]["test"]
+    assert "propensity" not in sel and "selection" not in m["dla"] and "propensity" in m["dla"]
+    assert [r["run"] for r in sel["selection"]["runs"]] == ["dla", "naive"]
+    assert [k for k in out["timing"]["stages"] if k.startswith("train:")] == ["train:dla", "train:naive", "train:oracle"]
+    assert f"| selected: {sel['kept']} |" in (run_dir / "results.md").read_text()
+    assert set(json.loads((run_dir / "propensity.json").read_text())["estimated"]) == {"dla"}
+
+
+def test_selection_with_a_named_candidate_trains_it_as_its_own_run(tmp_path):
+    """`+experiment=select_regularisation`: the regularised DLA is its own row, `dla_regularised`,
+    with its overrides recorded; `dla` stays the reference run."""
     cfg = default_config(["+experiment=select_regularisation", "algorithm.methods=[dla]", "trainer=debug", "model.hidden=[32,16]",
                           "simulation.sessions=20000", "trainer.checkpoint=false", "trainer.tensorboard=false"])
-    out = run_experiment(cfg, tmp_path)["methods"]["dla"]
-    sel = out["selection"]
-    assert [c["overrides"] for c in sel["candidates"]] == [[], ["model.dropout=0.3", "propensity_optim.learning_rate=1.0",
-                                                                "trainer.propensity_average=10"]]
-    vali = [c["vali_ndcg@10"] for c in sel["candidates"]]
-    assert vali[0] != vali[1]  # dropout changed the ranker
-    assert sel["chosen"] == int(np.argmax(vali)) and out["vali"]["ndcg@10"] == max(vali)
-    chosen = sel["candidates"][sel["chosen"]]
-    assert out["propensity"]["estimated"] == chosen["propensity"]
-    assert out["propensity"]["mean_relative_error"] == chosen["propensity_error"]
-
-
-def test_default_selection_chooses_between_dla_its_disentangled_variant_and_naive(tmp_path):
-    """The default keeps the best of DLA, DLA with observation dropout, and DLA with a frozen flat
-    propensity tower on validation nDCG@10. The last trains exactly the naive ranker (flat logits
-    give every item an inverse propensity weight of 1), so the default cannot fall below naive by
-    more than validation noise."""
-    cfg = default_config(["algorithm.methods=[dla,naive]", "trainer=debug", "model.hidden=[32,16]",
-                          "simulation.sessions=20000", "trainer.checkpoint=false", "trainer.tensorboard=false"])
-    methods = run_experiment(cfg, tmp_path)["methods"]
-    sel = methods["dla"]["selection"]
-    assert [c["overrides"] for c in sel["candidates"]] == [[], ["algorithm.dla.observation_dropout=0.02"],
-                                                            ["propensity_optim.learning_rate=0"]]
-    frozen = sel["candidates"][2]
-    assert frozen["vali_ndcg@10"] == methods["naive"]["vali"]["ndcg@10"]
-    assert frozen["best_step"] == methods["naive"]["best_step"]
-    assert frozen["propensity"] == [1.0] * len(frozen["propensity"])
-    vali = [c["vali_ndcg@10"] for c in sel["candidates"]]
-    assert sel["chosen"] == int(np.argmax(vali))
+    out = run_experiment(cfg, tmp_path)["methods"]
+    assert list(out) == ["dla", "dla_regularised", "selected"]
+    assert out["dla_regularised"]["run"] == {"method": "dla", "overrides": ["model.dropout=0.3", "propensity_optim.learning_rate=1.0",
+                                                                             "trainer.propensity_average=10"]}
+    assert out["dla"]["vali"] != out["dla_regularised"]["vali"]  # dropout changed the ranker
+    assert out["selected"]["kept"] == out["selected"]["selection"]["kept"]
 
 
 def test_with_overrides_sets_existing_keys_only():
@@ -282,44 +277,120 @@ def test_with_overrides_sets_existing_keys_only():
     assert out == {"model": {"dropout": 0.3, "hidden": [4, 2]}, "trainer": {"propensity_average": None}}
     assert cfg["model"]["dropout"] == 0.0  # a copy
     for bad in ("model.dropot=0.3", "modle.dropout=0.3", "model.dropout"):
-        with pytest.raises(DataError, match="selection candidate override"):
+        with pytest.raises(DataError, match="run override"):
             with_overrides(cfg, [bad])
 
 
-def test_diverged_curve_trains_again_with_the_severe_bias_settings(tmp_path, monkeypatch):
-    """A diverged curve (the propensity warning) makes the default run train DLA again with
-    `fallback.overrides` and keep the retrained run; results.json records both. Divergence is
-    forced on the first check (a real one takes minutes of eta=2 training; RESULTS has those)."""
-    import ultr.training as training
+def test_severe_bias_retraining_is_a_run_of_its_own_and_joins_the_candidates(tmp_path, monkeypatch):
+    """Severe bias (here: every curve counts) trains `dla+severe_bias` with `fallback.overrides`;
+    it never replaces the `dla` row, it joins the selection's candidates, and its note gives the
+    trigger that fired. A diverged curve says so; a severe one does not call itself diverged."""
+    cfg = small_cfg(**{"algorithm.methods": "[dla]", "trainer.checkpoint": "false", "trainer.tensorboard": "false"})
+    cfg["fallback"]["severe_below"] = 1.1
+    r = run_experiment(cfg, tmp_path / "severe")["methods"]
+    again = r["dla+severe_bias"]
+    assert again["run"]["variant_of"] == "dla" and again["run"]["overrides"] == cfg["fallback"]["overrides"]
+    assert again["run"]["trigger"].startswith("severe bias") and "diverged" not in again["run"]["trigger"]
+    assert [x["run"] for x in r["selected"]["selection"]["runs"]] == ["dla", "naive", "dla+severe_bias"]
+    assert again["propensity"]["estimated"] != r["dla"]["propensity"]["estimated"]
+    import ultr.selection as selection
 
-    calls = []
-    real = training.propensity_warning
+    monkeypatch.setattr(selection, "propensity_warning", lambda curve: "the learned curve puts position 4 at 171x position 1: ...")
+    cfg["fallback"]["severe_below"] = 0.0
+    r = run_experiment(cfg, tmp_path / "diverged")["methods"]
+    assert r["dla+severe_bias"]["run"]["trigger"] == "its curve diverged (it puts position 4 at 171x position 1)"
 
-    def first_diverges(curve, *a):
-        calls.append(1)
-        return "the learned curve puts position 4 at 171x position 1" if len(calls) == 1 else real(curve, *a)
 
-    monkeypatch.setattr(training, "propensity_warning", first_diverges)
-    cfg = small_cfg(**{"algorithm.methods": "[dla]", "trainer.checkpoint": "false", "selection.methods": "[]"})
-    r = run_experiment(cfg, tmp_path)
-    fb = r["methods"]["dla"]["fallback"]
-    assert fb["kept"] == "fallback" and fb["overrides"] == cfg["fallback"]["overrides"]
-    assert set(fb["runs"]) == {"first", "fallback"} and "171x" in fb["trigger"]
-    first, again = fb["runs"]["first"], fb["runs"]["fallback"]
-    assert first["propensity"] != again["propensity"] and "propensity_error" in again
-    # the reported curve and validation score are the retrained run's
-    assert r["methods"]["dla"]["propensity"]["estimated"] == again["propensity"]
-    assert r["methods"]["dla"]["vali"]["ndcg@10"] == again["vali_ndcg@10"]
-    # severe but not diverged: both are trained and the better on validation is kept
-    cfg["fallback"]["severe_below"] = 1.1  # every curve counts as severe
-    r = run_experiment(cfg, tmp_path / "severe")
-    fb = r["methods"]["dla"]["fallback"]
-    runs = fb["runs"]
-    assert fb["trigger"].startswith("severe bias") and len(calls) > 2
-    assert fb["kept"] == ("fallback" if runs["fallback"]["vali_ndcg@10"] > runs["first"]["vali_ndcg@10"] else "first")
-    assert r["methods"]["dla"]["vali"]["ndcg@10"] == max(run["vali_ndcg@10"] for run in runs.values())
-    # after selection (the default): retrained on top of the chosen candidate's overrides
-    cfg["selection"] = {"methods": ["dla"], "candidates": [["algorithm.dla.observation_dropout=0.02"]]}
-    r = run_experiment(cfg, tmp_path / "selected")
-    assert r["methods"]["dla"]["fallback"]["overrides"] == ["algorithm.dla.observation_dropout=0.02",
-                                                            *cfg["fallback"]["overrides"]]
+def _vali(values, valid=None):
+    v = np.asarray(values, dtype=float)
+    return v, np.ones(len(v), bool) if valid is None else np.asarray(valid)
+
+
+def test_the_selection_rule_by_hand():
+    """A candidate replaces the reference only if a one-sided paired t-test over validation queries
+    says it is better at alpha / candidates. Differences [1, 2, 3, 4] (x 0.01): mean 2.5, sample sd
+    1.291, t = 2.5 / (1.291 / 2) = 3.873 with 3 degrees of freedom, one-sided p = 0.0152.
+    Differences [3, 1, 2, -1, 2, 1]: mean 1.333, sd 1.366, t = 1.333 / (1.366 / sqrt 6) = 2.390 with
+    5 degrees of freedom, p = 0.031: enough alone at 0.05, not next to a second candidate (0.025)."""
+    from ultr.selection import choose, one_sided_p
+
+    assert one_sided_p(np.array([0.01, 0.02, 0.03, 0.04])) == pytest.approx(0.0152, abs=5e-4)
+    assert one_sided_p(np.array([0.03, 0.01, 0.02, -0.01, 0.02, 0.01])) == pytest.approx(0.0312, abs=5e-4)
+    assert one_sided_p(np.zeros(5)) == 1.0  # identical rankings: nothing to choose
+    ref = _vali([0.5] * 6)
+    moderate = _vali([0.53, 0.51, 0.52, 0.49, 0.52, 0.51])
+    noisy = _vali([0.9, 0.1, 0.9, 0.2, 0.5, 0.5])  # +0.017 on average, by noise
+    assert choose("dla", ["naive"], {"dla": ref, "naive": moderate}, 0.05)["kept"] == "naive"
+    rec = choose("dla", ["naive", "other"], {"dla": ref, "naive": moderate, "other": noisy}, 0.05)
+    assert rec["kept"] == "dla" and rec["level_per_candidate"] == 0.025  # Bonferroni
+    assert [r.get("beats_reference") for r in rec["runs"]] == [None, False, False]
+    # a higher mean by noise never replaces the reference
+    assert choose("dla", ["other"], {"dla": ref, "other": noisy}, 0.05)["kept"] == "dla"
+    # of two candidates that both beat the reference, the best on validation is kept
+    best = _vali([0.7, 0.71, 0.72, 0.73, 0.7, 0.71])
+    assert choose("dla", ["naive", "best"], {"dla": ref, "naive": moderate, "best": best}, 0.1)["kept"] == "best"
+    # queries without a relevant document do not count
+    masked = choose("dla", ["naive"], {"dla": _vali([0.5, 0.5, 0.5, 0.5, 0.0], [1, 1, 1, 1, 0]),
+                                       "naive": _vali([0.51, 0.52, 0.53, 0.54, 0.9], [1, 1, 1, 1, 0])}, 0.05)
+    assert masked["validation_queries"] == 4 and masked["runs"][1]["difference"] == pytest.approx(0.025)
+
+
+def test_every_ranker_stops_by_patience_even_when_training_goes_on_for_the_curve():
+    """The one early-stopping rule: after `patience` evaluations without improvement the kept
+    ranker is final; later (higher) evaluations of a run that trains on to settle its propensity
+    curve do not replace it, so no method gets more draws at a noisy validation maximum."""
+    from ultr.train.loop import FitResult, _keep_or_count, _Watch
+
+    best, watch = FitResult(best_state=None, best_step=0, best_vali=-np.inf), _Watch()
+    for step, vali in enumerate([0.5, 0.4, 0.45, 0.9, 0.95], start=1):
+        watch.last_vali = vali
+        _keep_or_count(f"state{step}", step, best, watch, patience=2)
+    assert (best.best_step, best.best_vali, best.best_state, watch.ranker_done) == (1, 0.5, "state1", True)
+
+
+def test_a_validation_split_without_relevant_documents_is_an_error_not_an_untrained_model(tmp_path, experiment_run):
+    """With no relevant document in vali, nDCG@10 is undefined (NaN) and the best state would stay
+    the untrained initial one: the run stops before training, naming the split and the fix."""
+    from ultr.data.batching import query_lists, read_sessions
+    from ultr.data.letor import read_features
+    from ultr.errors import DataError
+    from ultr.training import train_method
+
+    data = Path(experiment_run[1]["data_dir"])
+    table = read_features(data / "features.parquet")
+    vali = query_lists(table, "vali")
+    vali.label[:] = 0.0
+    with pytest.raises(DataError, match="the vali split has no query with a relevant document.*data.vali_fraction"):
+        train_method("naive", small_cfg(), table, jax.numpy.asarray(table.features), read_sessions(data), None, vali)
+
+
+def test_the_api_trains_the_same_dla_as_the_command_line(tmp_path, experiment_run):
+    """`ultr.api.fit(method="dla")` on the run's own log and features, with the run's overrides,
+    is the command line's `dla` row: the same validation score at the same step."""
+    run_dir, out = experiment_run
+    data = Path(out["data_dir"])
+    model = fit(data / "clicks.parquet", data / "features.parquet", method="dla", work_dir=tmp_path / "w",
+                overrides=["trainer=debug", "model.hidden=[32,16]", "simulation.sessions=20000"])
+    assert (model.trained.fit.best_step, model.trained.fit.best_vali) == (out["methods"]["dla"]["best_step"],
+                                                                          out["methods"]["dla"]["vali"]["ndcg@10"])
+
+
+def test_the_api_maps_columns_and_leaves_no_temporary_folder(tmp_path, experiment_run, monkeypatch):
+    import tempfile
+
+    from ultr.errors import DataError
+
+    data = Path(experiment_run[1]["data_dir"])
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    renamed = tmp_path / "renamed.parquet"
+    pl.read_parquet(data / "clicks.parquet").rename({"click": "clicked"}).write_parquet(renamed)
+    small = ["trainer=debug", "model.hidden=[8]", "trainer.steps=20"]
+    model = fit(renamed, data / "features.parquet", method="naive", columns={"click": "clicked"}, overrides=small)
+    assert np.isfinite(model.predict(data / "features.parquet", split="test")).all()
+    fit(renamed, data / "features.parquet", method="naive", overrides=[*small, "log.columns.click=clicked"])
+    with pytest.raises(DataError, match="missing column"):
+        fit(renamed, data / "features.parquet", method="naive", overrides=small)
+    assert list((tmp_path / "tmp").iterdir()) == []  # after two fits and a failed one
+
+

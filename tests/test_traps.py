@@ -285,9 +285,9 @@ def test_resume_check_accepts_an_interrupted_run(tmp_path):
     from ultr.experiment import check_resumable
 
     (tmp_path / "checkpoints" / "dla-train").mkdir(parents=True)
-    check_resumable(tmp_path, {"checkpoint_every": 10})
+    check_resumable(tmp_path, {"trainer": {"checkpoint_every": 10}})
     with pytest.raises(DataError, match="checkpoint_every > 0"):
-        check_resumable(tmp_path, {"checkpoint_every": 0})
+        check_resumable(tmp_path, {"trainer": {"checkpoint_every": 0}})
 
 
 # --- the wheel: configs and embedded data inside, runs from an empty directory

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +62,17 @@ def collect_runs(sweep_dir: Path) -> tuple[pl.DataFrame, list[str], dict[str, An
             row = {**setting, "method": method, "seed": fl.get("seed"), "fold": fl.get("data.fold"), "run": str(f.parent)}
             row.update({k: m["test"].get(k) for k in METRICS})
             row["prop_err"] = m.get("propensity", {}).get("mean_relative_error")
+            row["kept"] = m.get("kept")  # a selection's row: which run it kept
             rows.append(row)
             if "propensity" in m:
                 key = (tuple(setting.items()), method)
                 curves.setdefault(key, {"est": [], "true": m["propensity"].get("true")})["est"].append(m["propensity"]["estimated"])
     return pl.DataFrame(rows, infer_schema_length=None), setting_keys, curves
+
+
+def _kept_counts(kept: pl.Series) -> str | None:
+    """'dla 14, naive 1': how often a selection kept each run (None for a run's own row)."""
+    return ", ".join(f"{k} {n}" for k, n in Counter(kept.to_list()).most_common()) or None
 
 
 def aggregate(sweep_dir: str | Path, reference: str = "dla") -> pl.DataFrame:
@@ -77,7 +84,9 @@ def aggregate(sweep_dir: str | Path, reference: str = "dla") -> pl.DataFrame:
     agg = [pl.len().alias("n_runs")]
     for k in (*METRICS, "prop_err"):
         agg += [pl.col(k).mean().alias(f"{k}_mean"), pl.col(k).std().alias(f"{k}_std")]
-    summary = runs.group_by(group, maintain_order=True).agg(agg)
+    agg.append(pl.col("kept").drop_nulls().alias("kept"))
+    summary = runs.group_by(group, maintain_order=True).agg(agg).with_columns(
+        pl.col("kept").map_elements(_kept_counts, return_dtype=pl.String))
     pvals = []
     for row in summary.iter_rows(named=True):
         sel = runs.filter(*[pl.col(k) == row[k] for k in setting_keys]) if setting_keys else runs
@@ -125,7 +134,7 @@ def _pooled_markdown(rows: list[dict[str, Any]], reference: str) -> str:
 
 
 def _markdown(summary: pl.DataFrame, setting_keys: list[str]) -> str:
-    head = [*setting_keys, "method", "n", "nDCG@10", "ERR@10", "propensity error", "p vs DLA"]
+    head = [*setting_keys, "method", "n", "nDCG@10", "ERR@10", "propensity error", "p vs DLA", "kept"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in summary.iter_rows(named=True):
         def ms(k: str) -> str:
@@ -134,7 +143,8 @@ def _markdown(summary: pl.DataFrame, setting_keys: list[str]) -> str:
 
         p = r["p_vs_dla"]
         lines.append("| " + " | ".join([*(str(r[k]) for k in setting_keys), r["method"], str(r["n_runs"]), ms("ndcg@10"), ms("err@10"),
-                                        ms("prop_err"), "-" if p is None or np.isnan(p) else f"{p:.3g}"]) + " |")
+                                        ms("prop_err"), "-" if p is None or np.isnan(p) else f"{p:.3g}",
+                                        r["kept"] or "-"]) + " |")
     return "\n".join(lines)
 
 

@@ -59,15 +59,25 @@ def fit(
     method: str = "dla",
     steps: int | None = None,
     overrides: list[str] | None = None,
+    columns: Mapping[str, str] | None = None,
     work_dir: str | Path | None = None,
 ) -> FittedRanker:
     """Train `method` (any of `ultr.methods.names()` that needs no known inputs: dla, naive,
     oracle, pairwise, rem, two_tower, ...) on a click log whose documents are in `features`.
 
+    This is one run of the method, the same as the row of that name in `python -m
+    pipelines.experiment clicks=... algorithm.methods=[<method>]` with the same overrides: the same
+    data, settings, seed and early stopping give the same model. The command line's `selected` row
+    (the reference DLA, or the naive ranker where it beats DLA on validation beyond noise) is a
+    choice between two such runs, not a method: train both here and compare them on validation.
+
     Model selection uses the features table's `vali` split. Only sessions on `train` queries are
     trained on (the others are dropped, counted in `etl_stats`, and warned about) unless the
     overrides say `etl.allow_eval_queries=true`. `overrides` are `key=value` (or `group=option`)
     overrides of the experiment config (e.g. ["model.hidden=[64]", "trainer.batch_size=128"]).
+    `columns` maps the log's column names (e.g. {"click": "clicked"}), as `log.columns.<name>=...`
+    does in the overrides. The session tables are built in `work_dir`, or in a temporary folder
+    that is removed before `fit` returns, whether it succeeds or fails.
     """
     methods.get(method)
     cfg = compose("experiment", list(overrides or []) + [f"algorithm.methods=[{method}]", "trainer.progress=false",
@@ -75,11 +85,19 @@ def fit(
     if steps is not None:
         cfg["trainer"]["steps"] = int(steps)
     cfg = copy.deepcopy(cfg)
-    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="ultr-fit-"))
+    mapping = {**cfg["log"]["columns"], **(columns or {})}
     clicks, features = existing(clicks, "clicks"), existing(features, "features")
+    if work_dir is not None:
+        return _fit_in(Path(work_dir), clicks, features, method, cfg, mapping)
+    with tempfile.TemporaryDirectory(prefix="ultr-fit-") as work:
+        return _fit_in(Path(work), clicks, features, method, cfg, mapping)
+
+
+def _fit_in(work: Path, clicks: Path, features: Path, method: str, cfg: dict[str, Any],
+            columns: Mapping[str, str | None]) -> FittedRanker:
     table = read_features(features)
-    stats = run_etl(clicks, features, work, etl_config(cfg["etl"]))
-    sessions = read_sessions(work)
+    stats = run_etl(clicks, features, work, etl_config(cfg["etl"]), columns=columns)
+    sessions = read_sessions(work)  # in memory: the folder may go once this returns
     train_lists = query_lists(table, "train") if needs_train_lists([method], cfg) else None
     trained = train_method(method, cfg, table, jnp.asarray(table.features), sessions, train_lists, query_lists(table, "vali"))
     return FittedRanker(trained, cfg, table.meta.get("normalization", {}), stats)

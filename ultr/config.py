@@ -5,10 +5,11 @@ Hydra, which drives the command lines in `pipelines/`): a primary config's defau
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ultr import methods
@@ -44,6 +45,37 @@ def _group(group: str, option: str) -> DictConfig:
     return _with_defaults(body, lambda entry: _group(group, str(entry)))
 
 
+def flat_keys(cfg: Any, prefix: str = "") -> list[str]:
+    """Every key of a nested config as a dotted path, branches included."""
+    out: list[str] = []
+    if isinstance(cfg, (Mapping, DictConfig)):
+        for k, v in cfg.items():
+            out += [f"{prefix}{k}", *flat_keys(v, f"{prefix}{k}.")]
+    return out
+
+
+def _lookup(cfg: Any, key: str) -> tuple[bool, Any]:
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, (Mapping, DictConfig)) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def override_problem(cfg: Any, key: str, value: Any) -> str | None:
+    """Why `key=value` cannot set `cfg` (composed without it), with the fix; None if it can. A key
+    the config lacks gets the nearest real key; a bare value where a list is expected gets `[...]`."""
+    found, current = _lookup(cfg, key)
+    if not found:
+        near = difflib.get_close_matches(key, flat_keys(cfg), n=1, cutoff=0.6)
+        hint = f"; did you mean {near[0]}?" if near else "; `--cfg job` prints every key"
+        return f"the config has no key {key}{hint}"
+    if isinstance(current, (list, tuple, ListConfig)) and not isinstance(value, (list, tuple, ListConfig)) and value is not None:
+        return f"{key} is a list; use {key}=[{value}]"
+    return None
+
+
 def compose(name: str = "experiment", overrides: list[str] | None = None) -> dict[str, Any]:
     """The config `conf/<name>.yaml` as a plain dict, with `group=option` and `key=value` overrides."""
     overrides = [str(o) for o in overrides or []]
@@ -57,7 +89,12 @@ def compose(name: str = "experiment", overrides: list[str] | None = None) -> dic
     cfg = _with_defaults(primary, lambda d: OmegaConf.create({g: _group(g, choices.get(g, o)) for g, o in d.items()}))
     OmegaConf.set_struct(cfg, True)
     try:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(values))
+        given = OmegaConf.from_dotlist(values)
+        for v in values:
+            key = v.split("=", 1)[0]
+            if problem := override_problem(cfg, key, OmegaConf.select(given, key)):
+                raise DataError(f"config override {v}: {problem}")
+        cfg = OmegaConf.merge(cfg, given)
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     except OmegaConfBaseException as e:
         raise DataError(f"config override in {values}: {str(e).splitlines()[0]}") from e

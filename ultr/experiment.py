@@ -5,6 +5,7 @@ expert labels), then the report. `python -m pipelines.experiment` calls `run_exp
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -15,7 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from omegaconf import OmegaConf
 from tensorboardX import SummaryWriter
 
 from ultr import methods
@@ -33,7 +36,9 @@ from ultr.timing import Stages
 from ultr.train.checkpoint import save_state
 from ultr.train.distributed import initialize as initialize_distributed
 from ultr.train.loop import score_lists
-from ultr.training import TrainedMethod, needs_train_lists, train_with_fallback
+from ultr.simulation.click_models import click_model_inputs
+from ultr.selection import RunSpec, choose, fallback_spec, run_plan, selection_candidates
+from ultr.training import TrainedMethod, needs_train_lists, train_method, with_overrides
 from ultr.workflows import etl_config, ingest, letor_splits, simulate_on
 
 TEST_METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "err@10", "mrr", "map")
@@ -55,8 +60,34 @@ class ExperimentData:
     heldout: HeldOutClicks | None  # test-query sessions for the click likelihood (`evaluation.click_sessions`)
 
 
-def check_resumable(run_dir: Path, trainer: Mapping[str, Any]) -> None:
+# Settings a resumed run may change (the console), not what it trains.
+RESUME_FREE = ("trainer.resume", "trainer.progress")
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, Mapping):
+        return {prefix[:-1]: d}
+    return {k: v for key, value in d.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+
+
+def check_same_config(run_dir: Path, cfg: Mapping[str, Any]) -> None:
+    """A resumed run continues with the configuration it started with (`.hydra/config.yaml`); one
+    composed otherwise today (other defaults since) would mix two settings in one run."""
+    saved_file = run_dir / ".hydra" / "config.yaml"
+    if not saved_file.is_file():
+        return
+    saved, now = _flat(OmegaConf.to_container(OmegaConf.load(saved_file), resolve=True)), _flat(cfg)
+    differ = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k) and not k.startswith(RESUME_FREE))
+    if differ:
+        raise DataError(f"{run_dir}: resuming would change {', '.join(f'{k} ({saved.get(k)!r} -> {now.get(k)!r})' for k in differ[:3])}"
+                        f"{' and more' if len(differ) > 3 else ''} from the configuration the run started with "
+                        f"({saved_file}); resume with the settings and code that started it, or start a new run directory")
+
+
+def check_resumable(run_dir: Path, cfg: Mapping[str, Any]) -> None:
     """`trainer.resume=true` must find something to resume: a silent fresh start would look like one."""
+    trainer = cfg["trainer"]
+    check_same_config(run_dir, cfg)
     if not int(trainer.get("checkpoint_every", 0) or 0):
         raise DataError("trainer.resume=true needs trainer.checkpoint_every > 0 (training checkpoints are off)")
     ckpts = run_dir / "checkpoints"
@@ -68,17 +99,33 @@ def check_resumable(run_dir: Path, trainer: Mapping[str, Any]) -> None:
             "and no finished method; set hydra.run.dir to the interrupted run's directory, or drop trainer.resume")
 
 
+def given_log_path(cfg: Mapping[str, Any]) -> Path:
+    """`clicks=PATH` (or `log.path=PATH`), checked before any long work starts."""
+    log = cfg.get("log") or {}
+    if log.get("format", "generic") != "generic":
+        raise DataError(f"log.format={log['format']}: pipelines.experiment reads generic click logs (Parquet/CSV/JSONL); "
+                        "convert a real log with pipelines.etl first, or fit click models on it with pipelines.click_models")
+    return existing(cfg.get("clicks") or log["path"], "clicks")
+
+
 def _given_log(cfg: Mapping[str, Any], run_dir: Path, stages: Stages, progress: bool
                ) -> tuple[Path, bool, FeatureTable | None]:
-    """`clicks=PATH`: ingest the features and run the ETL on that log in the run directory."""
+    """`clicks=PATH`: ingest the features and run the ETL on that log in the run directory, its
+    columns mapped by `log.columns`."""
+    clicks_path = given_log_path(cfg)
     with stages("ingest"):
         features = ingest(cfg["data"], run_dir, seed=int(cfg["seed"]), cache=cfg.get("cache"), progress=progress)
-    clicks_path = existing(cfg["clicks"], "clicks")
     sidecar = clicks_path.parent / "propensities.json"
     write_json(json.loads(sidecar.read_text()) if sidecar.exists() else {}, run_dir / "propensities.json")
     with stages("etl"):
-        run_etl(clicks_path, run_dir / "features.parquet", run_dir, etl_config(cfg["etl"]), progress=progress)
+        run_etl(clicks_path, run_dir / "features.parquet", run_dir, etl_config(cfg["etl"]), progress=progress,
+                columns=(cfg.get("log") or {}).get("columns"))
     return run_dir, False, features
+
+
+def simulation_inputs(cfg: Mapping[str, Any]) -> list[Path]:
+    """Every file a simulated log is built from: the LETOR splits and a fitted click model."""
+    return [*letor_splits(cfg["data"]).values(), *click_model_inputs(cfg["click_model"])]
 
 
 def _simulated_log(cfg: Mapping[str, Any], run_dir: Path, stages: Stages, progress: bool
@@ -95,14 +142,17 @@ def _simulated_log(cfg: Mapping[str, Any], run_dir: Path, stages: Stages, progre
             run_etl(out / "clicks.parquet", out / "features.parquet", out, etl_config(cfg["etl"]), progress=progress)
 
     if cfg.get("cache", {}).get("enabled", True):
-        return (*cached_dir(cfg, build, letor_splits(cfg["data"]).values()), None)
+        return (*cached_dir(cfg, build, simulation_inputs(cfg)), None)
     build(run_dir)
     return run_dir, False, None
 
 
 def load_data(cfg: Mapping[str, Any], run_dir: Path, stages: Stages, names: list[str]) -> ExperimentData:
     progress = bool(cfg["trainer"].get("progress", True))
-    data_dir, cached, features = (_given_log if cfg.get("clicks") else _simulated_log)(cfg, run_dir, stages, progress)
+    given = cfg.get("clicks") or (cfg.get("log") or {}).get("path")
+    data_dir, cached, features = (_given_log if given else _simulated_log)(cfg, run_dir, stages, progress)
+    if cached or data_dir != run_dir:
+        print(f"data: {data_dir} ({'cached' if cached else 'built'})", file=sys.stderr)
     if features is None:
         with stages("read_features", cached=cached):
             features = read_features(data_dir / "features.parquet")
@@ -143,15 +193,8 @@ def curve_entry(trained: TrainedMethod, true_curve: list[float] | None) -> dict[
     return entry
 
 
-def with_curve_errors(runs: list[dict[str, Any]], true_curve: list[float] | None) -> None:
-    """Each selection candidate's or fallback run's curve error against the truth, in place."""
-    for run in runs:
-        if true_curve is not None and "propensity" in run:
-            run["propensity_error"] = propensity_error(run["propensity"], true_curve)
-
-
-def method_entry(trained: TrainedMethod, test_means: Mapping[str, float], valid: np.ndarray, data: ExperimentData,
-                 selection: dict[str, Any] | None, fallback: dict[str, Any] | None) -> dict[str, Any]:
+def method_entry(spec: RunSpec, trained: TrainedMethod, test_means: Mapping[str, float], valid: np.ndarray,
+                 data: ExperimentData) -> dict[str, Any]:
     f = trained.fit
     entry: dict[str, Any] = {
         "test": {k: test_means[k] for k in TEST_METRICS},
@@ -164,83 +207,159 @@ def method_entry(trained: TrainedMethod, test_means: Mapping[str, float], valid:
         "test_queries_evaluated": int(valid.sum()),
         "test_queries_without_relevant": int((~valid).sum()),
     }
+    if spec.label != spec.method or spec.overrides:
+        entry["run"] = {"method": spec.method, "overrides": list(spec.overrides),
+                        **({"variant_of": spec.variant_of, "trigger": spec.trigger} if spec.variant_of else {})}
     if (curve := curve_entry(trained, data.true_curve)) is not None:
         entry["propensity"] = curve
-    if selection is not None:
-        with_curve_errors(selection["candidates"], data.true_curve)
-        entry["selection"] = selection
-    if fallback is not None:
-        with_curve_errors(list(fallback["runs"].values()), data.true_curve)
-        entry["fallback"] = fallback
     return entry
 
 
-def per_query_table(name: str, test: QueryLists, valid: np.ndarray, per: Mapping[str, np.ndarray]) -> pa.Table:
-    n = len(test.query_id)
-    return pa.table({"method": [name] * n, "split": ["test"] * n, "query_id": test.query_id.tolist(), "has_relevant": valid,
+def per_query_table(name: str, split: str, lists: QueryLists, valid: np.ndarray, per: Mapping[str, np.ndarray]) -> pa.Table:
+    n = len(lists.query_id)
+    return pa.table({"method": [name] * n, "split": [split] * n, "query_id": lists.query_id.tolist(), "has_relevant": valid,
                      **{k: v.astype(np.float64) for k, v in per.items()}})
 
 
-def run_method(name: str, cfg: Mapping[str, Any], data: ExperimentData, run_dir: Path, writer: Any,
-               stages: Stages) -> tuple[dict[str, Any], list[dict[str, Any]], pa.Table, int | None]:
-    """Train `name` (with selection and fallback), evaluate it on the test split, save its
-    results under run_dir/methods. Returns (entry, history, per-query table, resumed-from step)."""
-    known = methods.get(name).known(methods.KnownSources(cfg, data.features, data.sessions, data.true_curve, data.sidecar))
-    with stages(f"train:{name}"):
-        trained, selection, fallback = train_with_fallback(
-            name, cfg, data.features, data.features_dev, data.sessions, data.train_lists, data.vali, writer=writer,
-            known=known, checkpoint_dir=run_dir / "checkpoints" / f"{name}-train")
-    f, test = trained.fit, data.test
+@dataclass
+class RunResult:
+    entry: dict[str, Any]  # results.json's methods.<label>
+    history: list[dict[str, Any]]
+    per_query: pa.Table  # test and vali metrics per query
+    resumed_from: int | None = None
+
+
+def evaluate_split(trained: TrainedMethod, lists: QueryLists, data: ExperimentData, progress: str | None
+                   ) -> tuple[dict[str, float], dict[str, np.ndarray], np.ndarray]:
+    scores = score_lists(trained.steps, trained.fit.best_state.ranker, lists, data.features_dev, progress=progress)
+    return evaluate_scores(scores, lists.label, lists.mask, float(data.features.labels.max()))
+
+
+def train_run(spec: RunSpec, cfg: Mapping[str, Any], data: ExperimentData, run_dir: Path, writer: Any,
+              stages: Stages) -> TrainedMethod:
+    run_cfg = with_overrides(cfg, list(spec.overrides)) if spec.overrides else cfg
+    known = methods.get(spec.method).known(methods.KnownSources(run_cfg, data.features, data.sessions, data.true_curve,
+                                                                data.sidecar))
+    with stages(f"train:{spec.label}"):
+        trained = train_method(spec.method, run_cfg, data.features, data.features_dev, data.sessions, data.train_lists,
+                               data.vali, writer=writer, known=known, tag=spec.label,
+                               checkpoint_dir=run_dir / "checkpoints" / f"{spec.label}-train")
+    if trained.fit.resumed_from_step is not None:
+        print(f"resumed {spec.label} from step {trained.fit.resumed_from_step}", file=sys.stderr)
+    return trained
+
+
+def run_method(spec: RunSpec, cfg: Mapping[str, Any], data: ExperimentData, run_dir: Path, writer: Any,
+               stages: Stages) -> RunResult:
+    """Train one run, evaluate it on the test split (and per query on vali, for the selection),
+    save its results under run_dir/methods/<label>."""
+    trained = train_run(spec, cfg, data, run_dir, writer, stages)
+    f, label = trained.fit, spec.label
     progress = bool(cfg["trainer"].get("progress", True))
-    with stages(f"evaluate:{name}", documents=int(test.mask.sum())):
-        scores = score_lists(trained.steps, f.best_state.ranker, test, data.features_dev, progress=f"test {name}" if progress else None)
-        test_means, test_per, valid = evaluate_scores(scores, test.label, test.mask, float(data.features.labels.max()))
-    entry = method_entry(trained, test_means, valid, data, selection, fallback)
+    with stages(f"evaluate:{label}", documents=int(data.test.mask.sum())):
+        test_means, test_per, valid = evaluate_split(trained, data.test, data, f"test {label}" if progress else None)
+        _, vali_per, vali_valid = evaluate_split(trained, data.vali, data, None)
+    entry = method_entry(spec, trained, test_means, valid, data)
     if data.heldout is not None and trained.steps.click_probability is not None:
-        with stages(f"click_likelihood:{name}"):
+        with stages(f"click_likelihood:{label}"):
             entry["click_likelihood"] = method_scores(trained.steps, f.best_state, data.heldout, data.features_dev)
     if cfg["trainer"].get("checkpoint", True):
-        entry["checkpoint"] = str(save_state(f.best_state, run_dir / "checkpoints" / name))
-    table = per_query_table(name, test, valid, test_per)
-    write_parquet(table, run_dir / "methods" / f"{name}.per_query.parquet")
-    write_json({"entry": entry, "history": f.history}, run_dir / "methods" / f"{name}.json")
-    return entry, f.history, table, f.resumed_from_step
+        entry["checkpoint"] = str(save_state(f.best_state, run_dir / "checkpoints" / label))
+    table = pa.concat_tables([per_query_table(label, "test", data.test, valid, test_per),
+                              per_query_table(label, "vali", data.vali, vali_valid, vali_per)])
+    write_parquet(table, run_dir / "methods" / f"{label}.per_query.parquet")
+    write_json({"entry": entry, "history": f.history}, run_dir / "methods" / f"{label}.json")
+    return RunResult(entry, f.history, table, f.resumed_from_step)
 
 
-def finished_method(name: str, cfg: Mapping[str, Any], run_dir: Path) -> tuple[dict[str, Any], list, pa.Table] | None:
-    """A method that finished before an interruption: with `trainer.resume` its saved results are reused."""
-    done = run_dir / "methods" / f"{name}.json"
+def finished_method(label: str, cfg: Mapping[str, Any], run_dir: Path) -> RunResult | None:
+    """A run that finished before an interruption: with `trainer.resume` its saved results are reused."""
+    done = run_dir / "methods" / f"{label}.json"
     if not (cfg["trainer"].get("resume") and done.exists()):
         return None
     saved = json.loads(done.read_text())
-    return saved["entry"], saved["history"], pq.read_table(run_dir / "methods" / f"{name}.per_query.parquet")
+    print(f"resumed: {label} had finished; its saved results are reused", file=sys.stderr)
+    return RunResult(saved["entry"], saved["history"], pq.read_table(run_dir / "methods" / f"{label}.per_query.parquet"))
+
+
+class _Writer:
+    """TensorBoard with tags it accepts as they are: run labels such as `dla+severe_bias` hold
+    characters tensorboardX renames with an INFO log line per scalar."""
+
+    def __init__(self, path: Path) -> None:
+        self._w = SummaryWriter(str(path))
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        self._w.add_scalar(re.sub(r"[^-/\w.]", "_", tag), value, step)
+
+    def close(self) -> None:
+        self._w.close()
 
 
 def open_writer(cfg: Mapping[str, Any], run_dir: Path) -> Any:
     if not cfg["trainer"].get("tensorboard", True):
         return None
-    return SummaryWriter(str(run_dir / "tensorboard"))
+    return _Writer(run_dir / "tensorboard")
 
 
-def method_names(cfg: Mapping[str, Any]) -> list[str]:
-    names = list(cfg["algorithm"]["methods"])
-    if unknown := [m for m in names if m not in methods.names()]:
-        raise DataError(f"algorithm.methods has unknown {unknown}; available: {methods.names()}")
-    return names
+def train_all(cfg: Mapping[str, Any], plan: list[RunSpec], data: ExperimentData, run_dir: Path,
+              stages: Stages, timing: dict[str, float]) -> tuple[dict[str, RunResult], list[RunSpec]]:
+    """Every run of the plan, each followed by its severe-bias retraining where the fallback fires."""
+    runs: dict[str, RunResult] = {}
+    trained: list[RunSpec] = []
+    queue = list(plan)
+    writer = open_writer(cfg, run_dir)
+    while queue:
+        spec = queue.pop(0)
+        t = time.perf_counter()
+        runs[spec.label] = finished_method(spec.label, cfg, run_dir) or run_method(spec, cfg, data, run_dir, writer, stages)
+        timing[f"{spec.label}_seconds"] = time.perf_counter() - t
+        trained.append(spec)
+        curve = runs[spec.label].entry.get("propensity", {}).get("estimated")
+        if (again := fallback_spec(spec, curve, cfg)) is not None:
+            print(f"{spec.label}: {again.trigger}; training {again.label} with {list(again.overrides)}", file=sys.stderr)
+            queue.insert(0, again)
+    if writer is not None:
+        writer.close()
+    return runs, trained
 
 
-def write_report(cfg: Mapping[str, Any], run_dir: Path, data: ExperimentData, results: dict[str, Any],
-                 histories: dict[str, Any], per_query: list[pa.Table], timing: dict[str, float], stages: Stages,
-                 resumed: dict[str, int]) -> dict[str, Any]:
+def vali_per_query(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    vali = table.filter(pc.equal(table["split"], "vali"))
+    return vali["ndcg@10"].to_numpy(), vali["has_relevant"].to_numpy()
+
+
+def add_selection(cfg: Mapping[str, Any], runs: dict[str, RunResult], trained: list[RunSpec]) -> None:
+    """The selection's row (`selection.name`): the kept run's test metrics, which run it is, and
+    the record of the choice. It carries no propensity curve: curves belong to the runs."""
+    reference, candidates = selection_candidates(cfg, trained)
+    if reference is None:
+        return
+    name = str(cfg["selection"].get("name") or "selected")
+    if name in runs:
+        raise DataError(f"selection.name={name} is also a run's name; choose another")
+    record = choose(reference, candidates, {k: vali_per_query(runs[k].per_query) for k in [reference, *candidates]},
+                    float(cfg["selection"].get("alpha", 0.05)))
+    kept = runs[record["kept"]]
+    entry = {"kept": record["kept"], "test": kept.entry["test"], "vali": kept.entry["vali"],
+             "test_queries_evaluated": kept.entry["test_queries_evaluated"],
+             "test_queries_without_relevant": kept.entry["test_queries_without_relevant"], "selection": record}
+    table = kept.per_query.set_column(0, "method", pa.array([name] * kept.per_query.num_rows))
+    runs[name] = RunResult(entry, [], table)
+
+
+def write_report(cfg: Mapping[str, Any], run_dir: Path, data: ExperimentData, runs: Mapping[str, RunResult],
+                 timing: dict[str, float], stages: Stages, resumed: dict[str, int]) -> dict[str, Any]:
     """results.json, per_query.parquet, propensity.{json,png}, learning_curves.png."""
-    write_parquet(pa.concat_tables(per_query), run_dir / "per_query.parquet")
+    results = {k: r.entry for k, r in runs.items()}
+    write_parquet(pa.concat_tables([r.per_query for r in runs.values()]), run_dir / "per_query.parquet")
     list_size = int(cfg["etl"]["list_size"])
     curves = {m: r["propensity"]["estimated"] for m, r in results.items() if "propensity" in r}
     if curves:
         write_json({"positions": list(range(1, list_size + 1)), "true": data.true_curve, "estimated": curves},
                    run_dir / "propensity.json")
         plot_propensity(curves, data.true_curve, run_dir / "propensity.png")
-    plot_learning_curves(histories, run_dir / "learning_curves.png")
+    plot_learning_curves({k: r.history for k, r in runs.items() if r.history}, run_dir / "learning_curves.png")
     s = data.stats
     out = {
         "methods": results,
@@ -259,19 +378,25 @@ def write_report(cfg: Mapping[str, Any], run_dir: Path, data: ExperimentData, re
     return out
 
 
+def selection_note(name: str, r: Mapping[str, Any]) -> str:
+    sel = r["selection"]
+    ref = sel["runs"][0]
+    others = "; ".join(f"{c['run']} {c['vali_ndcg@10']:.4f} ({c['difference']:+.4f}, p={c['p']:.3g}"
+                       f"{', beats it' if c['beats_reference'] else ''})" for c in sel["runs"][1:])
+    why = "no candidate beats the reference beyond noise" if sel["kept"] == sel["reference"] else "it beats the reference beyond noise"
+    return (f"{name}: kept {sel['kept']}, {why}. Validation nDCG@10: {ref['run']} (reference) {ref['vali_ndcg@10']:.4f}; "
+            f"{others or 'no candidates'} (one-sided paired t-test over {sel['validation_queries']} validation queries, "
+            f"alpha {sel['alpha']:g} / {max(len(sel['runs']) - 1, 1)})")
+
+
 def method_notes(results: Mapping[str, Any]) -> list[str]:
-    """What the results table does not show: kept selection candidates, fallbacks, warnings."""
+    """What the results table does not show: the selection's choice, fallback runs, warnings."""
     notes = []
     for name, r in results.items():
         if "selection" in r:
-            sel = r["selection"]
-            scores_text = ", ".join(f"[{i}] {c['vali_ndcg@10']:.4f}" for i, c in enumerate(sel["candidates"]))
-            notes.append(f"{name}: kept candidate [{sel['chosen']}] {sel['candidates'][sel['chosen']]['overrides']} "
-                         f"by validation nDCG@10 ({scores_text})")
-        if "fallback" in r:
-            fb = r["fallback"]
-            notes.append(f"note: {name}: the first run's curve diverged; trained again with {fb['overrides']} and kept the "
-                         f"{'retrained' if fb['kept'] == 'fallback' else 'first'} run (results.json: {name}.fallback)")
+            notes.append(selection_note(name, r))
+        if (run := r.get("run") or {}).get("variant_of"):
+            notes.append(f"note: {name} retrains {run['variant_of']} with {run['overrides']} because {run['trigger']}")
         if "warning" in r.get("propensity", {}):
             notes.append(f"warning: {name}: {r['propensity']['warning']}")
     return notes
@@ -293,30 +418,18 @@ def print_report(results: Mapping[str, Any], true_curve: list[float] | None, run
 
 def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """Writes results.json, results.md, per_query.parquet, propensity.{json,png}, learning_curves.png,
-    checkpoints/<method>, tensorboard/ and stats.json under run_dir; prints the results table."""
+    checkpoints/<run>, tensorboard/ and stats.json under run_dir; prints the results table."""
     run_dir, t_start, stages = Path(run_dir), time.perf_counter(), Stages()
+    plan = run_plan(cfg)
     if cfg["trainer"].get("resume"):
-        check_resumable(run_dir, cfg["trainer"])
+        check_resumable(run_dir, cfg)
     initialize_distributed(cfg.get("distributed"))
-    names = method_names(cfg)
-    data = load_data(cfg, run_dir, stages, names)
+    data = load_data(cfg, run_dir, stages, [s.method for s in plan])
     timing = {"data_seconds": time.perf_counter() - t_start}
-    results, histories, per_query, resumed = {}, {}, [], {}
-    writer = open_writer(cfg, run_dir)
-    for name in names:
-        t = time.perf_counter()
-        if (saved := finished_method(name, cfg, run_dir)) is not None:
-            results[name], histories[name], table = saved
-            per_query.append(table)
-            continue
-        results[name], histories[name], table, resumed_from = run_method(name, cfg, data, run_dir, writer, stages)
-        per_query.append(table)
-        if resumed_from is not None:
-            resumed[name] = resumed_from
-        timing[f"{name}_seconds"] = time.perf_counter() - t
-    if writer is not None:
-        writer.close()
+    runs, trained = train_all(cfg, plan, data, run_dir, stages, timing)
+    add_selection(cfg, runs, trained)
     timing["total_seconds"] = time.perf_counter() - t_start
-    out = write_report(cfg, run_dir, data, results, histories, per_query, timing, stages, resumed)
-    print_report(results, data.true_curve, run_dir, out.get("heldout_clicks"))
+    resumed = {k: r.resumed_from for k, r in runs.items() if r.resumed_from is not None}
+    out = write_report(cfg, run_dir, data, runs, timing, stages, resumed)
+    print_report(out["methods"], data.true_curve, run_dir, out.get("heldout_clicks"))
     return out

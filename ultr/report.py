@@ -22,7 +22,8 @@ def results_table(methods: Mapping[str, Mapping[str, Any]]) -> str:
         test = r["test"]
         perr = r.get("propensity", {}).get("mean_relative_error")
         perr_s = f"{perr:.1%}" if perr is not None else "-"
-        rows.append(f"| {name} | " + " | ".join(f"{test[c]:.4f}" for c in COLUMNS) + f" | {perr_s} |")
+        label = f"{name}: {r['kept']}" if "kept" in r else name  # a selection's row says which run it kept
+        rows.append(f"| {label} | " + " | ".join(f"{test[c]:.4f}" for c in COLUMNS) + f" | {perr_s} |")
     return "\n".join(rows)
 
 

@@ -1,9 +1,9 @@
-"""Training one method on one dataset: the data it trains on, model selection over settings, and
-the severe-bias fallback. The experiment and the Python API both call `train_method`."""
+"""Training one method on one dataset: the data it trains on, and a run's settings as overrides of
+the config. The experiment and the Python API both call `train_method`; `ultr.selection` chooses
+among the runs."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,7 +17,6 @@ from ultr import methods
 from ultr.data.batching import BatchIterator, QueryLists, Sessions, exposure_arrays, list_arrays, session_arrays
 from ultr.data.letor import FeatureTable
 from ultr.errors import DataError
-from ultr.metrics import propensity_warning
 from ultr.train.build import build_steps
 from ultr.train.loop import FitResult, fit, read_propensity, tail_average_curve
 from ultr.train.steps import Steps
@@ -55,6 +54,15 @@ def training_arrays(name: str, cfg: Mapping[str, Any], sessions: Sessions | None
     return list_arrays(train_lists), list_batch
 
 
+def check_validation(vali: QueryLists | None, features: FeatureTable) -> None:
+    """Early stopping needs a validation score: without a relevant document in the vali split it is
+    undefined, and training would silently return the untrained initial state."""
+    if vali is not None and not ((vali.label > 0) & vali.mask).any():
+        raise DataError(f"{features.path}: the vali split has no query with a relevant document, so validation nDCG@10 "
+                        "is undefined; hold out labelled training queries with data.vali_fraction=0.2, or use a fold whose "
+                        "vali split has labels")
+
+
 def needs_train_lists(names: list[str], cfg: Mapping[str, Any]) -> bool:
     return any(methods.get(m).data_kind(cfg["algorithm"].get(m) or {}) != methods.SESSIONS for m in names)
 
@@ -65,6 +73,7 @@ def train_method(name: str, cfg: Mapping[str, Any], features: FeatureTable, feat
                  tag: str | None = None) -> TrainedMethod:
     """`tag` names the run in progress bars and TensorBoard (default: the method)."""
     tr, list_size, seed = cfg["trainer"], int(cfg["etl"]["list_size"]), int(cfg["seed"])
+    check_validation(vali, features)
     arrays, global_batch = training_arrays(name, cfg, sessions, train_lists, known)
     # Several processes: each reads its own slice of the rows and feeds its share of the batch.
     pc, pid = jax.process_count(), jax.process_index()
@@ -99,74 +108,11 @@ def with_overrides(cfg: Mapping[str, Any], overrides: list[str]) -> dict[str, An
     line). Only existing keys can be set (struct mode), so a typo fails instead of training the
     default."""
     if bad := [o for o in overrides if "=" not in str(o)]:
-        raise DataError(f"selection candidate override {bad[0]!r} is not key=value")
+        raise DataError(f"run override {bad[0]!r} is not key=value")
     base = OmegaConf.create(dict(cfg))
     OmegaConf.set_struct(base, True)
     try:
         merged = OmegaConf.merge(base, OmegaConf.from_dotlist([str(o) for o in overrides]))
     except OmegaConfBaseException as e:
-        raise DataError(f"selection candidate override in {list(overrides)}: {str(e).splitlines()[0]}") from e
+        raise DataError(f"run override in {list(overrides)}: {str(e).splitlines()[0]}") from e
     return OmegaConf.to_container(merged)  # type: ignore[return-value]
-
-
-def _run_record(t: TrainedMethod) -> dict[str, Any]:
-    return {"vali_ndcg@10": t.fit.best_vali, "best_step": t.fit.best_step,
-            **({"propensity": [float(v) for v in t.propensity]} if t.propensity is not None else {})}
-
-
-def train_selected(name: str, cfg: Mapping[str, Any], *args: Any, checkpoint_dir: Path, **kw: Any
-                   ) -> tuple[TrainedMethod, dict[str, Any] | None]:
-    """Train `name` once, or, where `selection.methods` lists it, once per `selection.candidates`
-    entry (a list of overrides), keeping the candidate with the best validation nDCG@10: model
-    selection on the validation split, as for the training step. Returns the kept run and a record
-    of every candidate (None without selection)."""
-    sel = cfg.get("selection") or {}
-    candidates = [list(c or []) for c in sel.get("candidates") or []]
-    if name not in (sel.get("methods") or []) or not candidates:
-        return train_method(name, cfg, *args, checkpoint_dir=checkpoint_dir, **kw), None
-    runs = [train_method(name, with_overrides(cfg, o), *args, tag=f"{name}[{i}]",
-                         checkpoint_dir=checkpoint_dir.with_name(f"{checkpoint_dir.name}-{i}"), **kw)
-            for i, o in enumerate(candidates)]
-    best = max(range(len(runs)), key=lambda i: runs[i].fit.best_vali)  # first of equals
-    return runs[best], {"chosen": best, "by": "vali ndcg@10", "candidates": [
-        {"overrides": o, **_run_record(t)} for t, o in zip(runs, candidates)]}
-
-
-def fallback_trigger(trained: TrainedMethod, fb: Mapping[str, Any]) -> tuple[str | None, bool]:
-    """(why to train again, whether the curve diverged): the curve diverged (`propensity_warning`),
-    or its deepest position is examined less than `fb.severe_below` as often as position 1."""
-    if trained.name not in (fb.get("methods") or []) or trained.propensity is None or not trained.steps.learns_propensity:
-        return None, False
-    warning = propensity_warning(trained.propensity)
-    deepest = float(trained.propensity[-1] / trained.propensity[0])
-    if warning is not None:
-        return warning, True
-    if deepest < float(fb.get("severe_below") or 0.0):
-        return f"severe bias: the learned examination at position {len(trained.propensity)} is {deepest:.3g} of position 1", False
-    return None, False
-
-
-def train_with_fallback(name: str, cfg: Mapping[str, Any], *args: Any, checkpoint_dir: Path, **kw: Any
-                        ) -> tuple[TrainedMethod, dict[str, Any] | None, dict[str, Any] | None]:
-    """`train_selected`; then, for a method `fallback.methods` lists, once more with
-    `fallback.overrides` (the severe-bias settings) when `fallback_trigger` says so. A diverged
-    first run gives way to the retrained one (unless that diverges too); otherwise the better of
-    the two on validation nDCG@10 is kept. Returns (kept run, selection record, fallback record)."""
-    trained, selection = train_selected(name, cfg, *args, checkpoint_dir=checkpoint_dir, **kw)
-    fb = cfg.get("fallback") or {}
-    trigger, diverged = fallback_trigger(trained, fb)
-    if trigger is None:
-        return trained, selection, None
-    # On top of the selected candidate's own overrides, so retraining keeps what selection chose.
-    chosen = selection["candidates"][selection["chosen"]]["overrides"] if selection else []
-    overrides = [*map(str, chosen), *(str(o) for o in fb.get("overrides") or [])]
-    print(f"{name}: {'the learned curve diverged' if diverged else 'severe bias'}; training again with the severe-bias "
-          f"settings {overrides}", file=sys.stderr)
-    again = train_method(name, with_overrides(cfg, overrides), *args, tag=f"{name}[fallback]",
-                         checkpoint_dir=checkpoint_dir.with_name(f"{checkpoint_dir.name}-fallback"), **kw)
-    again_diverged = propensity_warning(again.propensity) is not None
-    better = again.fit.best_vali > trained.fit.best_vali
-    keep_again = (not again_diverged or better) if diverged else (better and not again_diverged)
-    record = {"trigger": trigger, "overrides": overrides, "kept": "fallback" if keep_again else "first",
-              "runs": {k: _run_record(t) for k, t in (("first", trained), ("fallback", again))}}
-    return (again if keep_again else trained), selection, record

@@ -103,11 +103,13 @@ def ingest(data: Mapping[str, Any], run_dir: str | Path, *, seed: int = 0, cache
 
 def simulate(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """LETOR fold -> features.parquet -> clicks.parquet + propensities.json + simulation.json."""
-    return simulate_on(ingest(cfg["data"], run_dir, seed=int(cfg["seed"])), cfg, run_dir)
+    return simulate_on(ingest(cfg["data"], run_dir, seed=int(cfg["seed"])), cfg, run_dir, announce_path=True)
 
 
-def simulate_on(features: FeatureTable, cfg: Mapping[str, Any], run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Simulate clicks on an ingested features table (see `simulate`)."""
+def simulate_on(features: FeatureTable, cfg: Mapping[str, Any], run_dir: str | Path, progress: bool = True,
+                announce_path: bool = False) -> dict[str, Any]:
+    """Simulate clicks on an ingested features table (see `simulate`). `announce_path` prints where
+    the log went (not for a cache entry's build folder, which is renamed once complete)."""
     run_dir = Path(run_dir)
     model = click_model_from_config(cfg["click_model"], features)
     sim = cfg["simulation"]
@@ -121,11 +123,9 @@ def simulate_on(features: FeatureTable, cfg: Mapping[str, Any], run_dir: str | P
             logging=str(sim.get("logging", "deterministic")), temperature=float(sim.get("temperature", 1.0)),
             progress=bar.update,
         )
-    print(
-        f"simulated {summary['sessions']} sessions, {summary['impressions']} impressions, "
-        f"{summary['clicks']} clicks in {summary['seconds_simulate']}s -> {run_dir / 'clicks.parquet'}",
-        file=sys.stderr,
-    )
+    where = f" -> {run_dir / 'clicks.parquet'}" if announce_path else ""
+    print(f"simulated {summary['sessions']} sessions, {summary['impressions']} impressions, "
+          f"{summary['clicks']} clicks in {summary['seconds_simulate']}s{where}", file=sys.stderr)
     return summary
 
 
@@ -133,7 +133,7 @@ def etl_config(etl: Mapping[str, Any]) -> EtlConfig:
     return EtlConfig(**{k: v for k, v in etl.items() if k in EtlConfig.__dataclass_fields__})
 
 
-def log_paths(path: str) -> list[Path]:
+def log_paths(path: str, what: str = "log.path") -> list[Path]:
     """A file, a directory of parts, or a glob pattern -> the files, sorted."""
     p = resolve(path)
     if p.is_dir():
@@ -143,7 +143,8 @@ def log_paths(path: str) -> list[Path]:
     else:
         files = [p]
     if not files or not files[0].exists():
-        raise DataError(f"{path}: no such click-log file(s)")
+        raise DataError(f"{what} {path!r}: no such click-log file(s): looked for {p} (relative paths resolve against "
+                        f"the current directory, {Path.cwd()}); fix the path")
     return files
 
 

@@ -96,11 +96,19 @@ def _satisfaction_em(model: ClickModel, train: SessionLog, params: dict, iterati
     return it, it
 
 
-def fit_em(model: ClickModel, train: SessionLog, s: FitSettings, name: str, iterations: int = 200) -> Fitted:
-    closed = model.em_keys(np.zeros((1, model.positions), np.int8)) is not None
-    if not closed and model.em_posteriors is None:
+def has_closed_form(model: ClickModel) -> bool:
+    return model.em_keys(np.zeros((1, model.positions), np.int8)) is not None or model.em_posteriors is not None
+
+
+def check_em(model: ClickModel, name: str) -> None:
+    if not has_closed_form(model):
         raise DataError(f"click model {name}: fit.method=em has no closed form for it (pbm, ubm, dbn, sdbn have one); "
-                        "use fit.method=gradient")
+                        "use fit.method=gradient, or drop it from models")
+
+
+def fit_em(model: ClickModel, train: SessionLog, s: FitSettings, name: str, iterations: int = 200) -> Fitted:
+    check_em(model, name)
+    closed = model.em_keys(np.zeros((1, model.positions), np.int8)) is not None
     start = time.perf_counter()
     params = init_params(model, 1, s.seed)
     done, passes = (_examination_em if closed else _satisfaction_em)(model, train, params["params"], iterations)

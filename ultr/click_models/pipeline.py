@@ -14,7 +14,7 @@ import numpy as np
 from ultr.click_models.models import get
 from ultr.click_models.base import ClickModel
 from ultr.click_models.data import SessionLog, rows_in, train_rows
-from ultr.click_models.em import fit_em
+from ultr.click_models.em import check_em, fit_em
 from ultr.click_models.evaluate import evaluate
 from ultr.click_models.fit import FitSettings, Fitted, fit
 from ultr.click_models.saved import save
@@ -22,7 +22,8 @@ from ultr.data.etl import print_stats, run_etl
 from ultr.data.io import write_json
 from ultr.errors import DataError
 from ultr.report import click_model_table, plot_perplexity
-from ultr.workflows import etl_config, prepare_log
+from ultr.paths import existing
+from ultr.workflows import etl_config, log_paths, prepare_log
 
 
 def ingest_log(log: Mapping[str, Any], etl: Mapping[str, Any], out: Path, role: str) -> dict[str, Any]:
@@ -72,10 +73,33 @@ class Prepared:
     stats: dict[str, Any]
 
 
-def prepare(cfg: Mapping[str, Any], run_dir: Path) -> Prepared:
+def test_log_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if not (cfg.get("test") or {}).get("path"):
         raise DataError("test.path is not set; pass the held-out log the models are scored on (test.path=<log>)")
-    test_log = {**cfg["log"], "path": cfg["test"]["path"], "format": cfg["test"].get("format") or cfg["log"].get("format")}
+    return {**cfg["log"], "path": cfg["test"]["path"], "format": cfg["test"].get("format") or cfg["log"].get("format")}
+
+
+def check_inputs(cfg: Mapping[str, Any], names: list[str]) -> None:
+    """Everything that can be checked before the logs are read: model names, the fit method, and
+    that both logs exist (each named with where it was looked for)."""
+    how = cfg["fit"].get("method", "gradient")
+    if how not in ("gradient", "em"):
+        raise DataError(f"fit.method={how!r}; use gradient or em")
+    for n in names:
+        model = get(n)(rows=1, positions=int(cfg["etl"]["list_size"]))  # an unknown name fails here
+        if how == "em":
+            check_em(model, n)
+    for log, what in ((cfg["log"], "log.path"), (test_log_config(cfg), "test.path")):
+        if log.get("path") is None:
+            raise DataError(f"{what} is not set; pass {what}=<click log>")
+        if log.get("format", "generic") == "generic":
+            existing(log["path"], what)
+        else:
+            log_paths(log["path"], what)
+
+
+def prepare(cfg: Mapping[str, Any], run_dir: Path) -> Prepared:
+    test_log = test_log_config(cfg)
     stats = {"train": ingest_log(cfg["log"], cfg["etl"], run_dir / "train", "train"),
              "test": ingest_log(test_log, cfg["etl"], run_dir / "test", "test")}
     buckets = int(cfg["model"]["buckets"])
@@ -108,8 +132,7 @@ def fit_and_score(name: str, cfg: Mapping[str, Any], data: Prepared) -> tuple[Cl
 def click_models(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     names = list(cfg["models"])
-    for n in names:
-        get(n)  # an unknown name fails before any work
+    check_inputs(cfg, names)  # before any log is read
     data = prepare(cfg, run_dir)
     results: dict[str, Any] = {}
     for name in names:

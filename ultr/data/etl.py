@@ -127,9 +127,16 @@ def _scan_checks(typed: pl.LazyFrame, joined: pl.LazyFrame, with_features: bool,
 def _raise_first_bad(found: Mapping[str, Any], lf: pl.LazyFrame, typed: pl.LazyFrame, source: str,
                      features_path: str | Path | None, cfg: EtlConfig) -> None:
     """The first bad row the checks found, as a one-line error naming the row and the fix."""
+    text_file = Path(source).suffix.lower() in (".csv", ".tsv", ".gz")  # every column is text there
+    raw = lf.collect_schema()
     for c in CLICK_LOG_COLUMNS:
         if (row := found[f"null_{c}"]) is not None:
             value = lf.filter(pl.col(ROW) == row).select(c).collect().item()
+            if raw[c] == pl.String and CLICK_LOG_COLUMNS[c] != pa.string() and value is not None and not text_file:
+                # A typed file (Parquet, JSONL) that stores the column as text: the column is the problem, not a row.
+                raise DataError(
+                    f"{source}: column {c!r} holds strings ({value!r} at row {row}), expected {CLICK_LOG_COLUMNS[c]}; "
+                    f"map each distinct value to an integer before the ETL (Polars: pl.col({c!r}).rank('dense'))")
             raise DataError(
                 f"{_row_text(source, row)}: column {c!r} is {value!r}, expected {CLICK_LOG_COLUMNS[c]} "
                 "(missing or not a number); fix or remove that row"
@@ -221,6 +228,7 @@ def _run_etl(
     progress: bool = False,
 ) -> dict[str, Any]:
     cfg, t0, out_dir = config or EtlConfig(), time.perf_counter(), Path(out_dir)
+    columns = {k: v for k, v in (columns or {}).items() if v} or None  # the config lists every name, null = as is
     if isinstance(log, (str, Path)):
         source, lf = source or str(log), scan_click_log(log, columns)
     else:

@@ -395,6 +395,14 @@ def fitted_settings(cm: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return name, {**own, **spec}
 
 
+def click_model_inputs(cm: Mapping[str, Any]) -> list[Path]:
+    """The files a click-model config reads (a fitted model's model.json): a cache key covers them."""
+    if cm.get("name") != "fitted" or not cm.get("path"):
+        return []
+    path = Path(str(cm["path"])) / "model.json"
+    return [path] if path.is_file() else []
+
+
 def click_model_from_config(cm: Mapping[str, Any], features: Any) -> ClickModel:
     """The `click_model` config block on a features table (its largest label sets the grade scale)."""
     name, params = (fitted_settings(cm) if cm["name"] == "fitted" else

@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ultr.data.batching import BatchIterator, QueryLists
+from ultr.errors import DataError
 from ultr.metrics import evaluate_scores
 from ultr.train.checkpoint import TrainCheckpoints
 from ultr.train.distributed import Prefetcher, RowIterator, Sharder, data_mesh, device_resident, gather_step, prefetch_depth
@@ -103,19 +104,20 @@ class _Watch:
     uninterrupted one would)."""
 
     bad_evals: int = 0
+    ranker_done: bool = False  # patience ran out: later evaluations no longer change the kept ranker
     last_vali: float = float("nan")
     last_curve: np.ndarray | None = None
     curve_change: float = math.inf
     stopped: bool = False
 
     def meta(self) -> dict[str, Any]:
-        return {"bad_evals": self.bad_evals, "last_vali": self.last_vali,
+        return {"bad_evals": self.bad_evals, "ranker_done": self.ranker_done, "last_vali": self.last_vali,
                 "last_curve": None if self.last_curve is None else self.last_curve.tolist(),
                 "curve_change": self.curve_change if math.isfinite(self.curve_change) else None}
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> "_Watch":
-        w = cls(bad_evals=meta["bad_evals"], last_vali=meta["last_vali"])
+        w = cls(bad_evals=meta["bad_evals"], ranker_done=bool(meta.get("ranker_done", False)), last_vali=meta["last_vali"])
         if meta.get("last_curve") is not None:
             w.last_curve = np.asarray(meta["last_curve"], np.float64)
             w.curve_change = math.inf if meta.get("curve_change") is None else float(meta["curve_change"])
@@ -180,7 +182,8 @@ def _log_metrics(pending: list, name: str, step: int, best: FitResult, writer: A
     if writer is not None:
         for k, v in host[-1][1].items():
             writer.add_scalar(f"{name}/{k}", float(v), step)
-    bar.set_postfix(loss=f"{float(host[-1][1]['loss']):.4f}", vali_ndcg10=f"{last_vali:.4f}", refresh=False)
+    vali = f"{last_vali:.4f}" if math.isfinite(last_vali) else "-"  # "-" until the first evaluation
+    bar.set_postfix(loss=f"{float(host[-1][1]['loss']):.4f}", vali_ndcg10=vali, refresh=False)
     bar.update(len(host))
     best.history.append({"step": step, "loss": float(host[-1][1]["loss"])})
 
@@ -192,29 +195,52 @@ def _evaluate(steps: Steps, state: TrainState, step: int, vali: QueryLists, feat
     whether to stop (patience, and with `propensity_tol` a settled curve)."""
     scores = score_lists(steps, state.ranker, vali, features)
     means, _, _ = evaluate_scores(scores, vali.label, vali.mask, max_label)
+    if not math.isfinite(means["ndcg@10"]):
+        # Kept silently, this would return the untrained initial state as the "best" model.
+        raise DataError(f"{name}: validation nDCG@10 is {means['ndcg@10']} at step {step}: the ranker's scores are not "
+                        "finite (lower optim.learning_rate or set optim.clip_norm), or no vali query has a relevant document")
     watch.last_vali = means["ndcg@10"]
     best.history[-1]["vali_ndcg@10"] = watch.last_vali
-    curve = read_propensity(steps, state.propensity, list_size, contexts).astype(np.float64) if steps.learns_propensity else None
-    if curve is not None:
-        best.history[-1]["propensity"] = [round(float(v), 7) for v in curve]
-    watch_curve = propensity_tol is not None and steps.learns_propensity
-    if watch_curve:
-        if watch.last_curve is not None:
-            watch.curve_change = float(np.max(np.abs(curve - watch.last_curve) / np.maximum(np.abs(watch.last_curve), 1e-12)))
-            best.history[-1]["propensity_change"] = watch.curve_change
-        watch.last_curve = curve
+    curve = _watch_curve(steps, state, list_size, contexts, best, watch, propensity_tol)
     if writer is not None:
         writer.add_scalar(f"{name}/vali_ndcg_at_10", watch.last_vali, step)
         for k, v in enumerate(curve if curve is not None else [], start=1):
             writer.add_scalar(f"{name}/propensity/position_{k}", float(v), step)
+    _keep_or_count(state, step, best, watch, patience)
+    if watch.ranker_done:
+        settled = propensity_tol is None or not steps.learns_propensity or watch.curve_change < propensity_tol
+        watch.stopped = settled
+
+
+def _watch_curve(steps: Steps, state: TrainState, list_size: int, contexts: Any, best: FitResult, watch: _Watch,
+                 propensity_tol: float | None) -> np.ndarray | None:
+    """The learned curve into the history, and its largest relative change since the last evaluation."""
+    if not steps.learns_propensity:
+        return None
+    curve = read_propensity(steps, state.propensity, list_size, contexts).astype(np.float64)
+    best.history[-1]["propensity"] = [round(float(v), 7) for v in curve]
+    if propensity_tol is not None:
+        if watch.last_curve is not None:
+            watch.curve_change = float(np.max(np.abs(curve - watch.last_curve) / np.maximum(np.abs(watch.last_curve), 1e-12)))
+            best.history[-1]["propensity_change"] = watch.curve_change
+        watch.last_curve = curve
+    return curve
+
+
+def _keep_or_count(state: TrainState, step: int, best: FitResult, watch: _Watch, patience: int | None) -> None:
+    """Keep the state if it is the best so far, else count an evaluation without improvement.
+    Every method's ranker follows this one rule: once `patience` evaluations pass without
+    improvement the kept ranker is final, even where training goes on to settle a propensity curve
+    (`propensity_tol`). A method evaluated longer would otherwise get more draws at a noisy
+    validation maximum, which a selection among methods would then reward."""
+    if watch.ranker_done:
+        return
     if watch.last_vali > best.best_vali:
         best.best_state, best.best_step, best.best_vali = jax.device_get(state), step, watch.last_vali
         watch.bad_evals = 0
         return
     watch.bad_evals += 1
-    watch.stopped = patience is not None and watch.bad_evals >= patience
-    if watch_curve:
-        watch.stopped = watch.stopped and watch.curve_change < propensity_tol
+    watch.ranker_done = patience is not None and watch.bad_evals >= patience
 
 
 def fit(
@@ -250,7 +276,8 @@ def fit(
     curve also waits (`propensity_tol`) until the curve has settled: its largest relative change
     between two evaluations is below the tolerance. The ranker's peak often comes long before the
     propensity tower converges (severe bias: the deepest positions see a handful of clicks per
-    step), and the curve is read from the final state. The ranker kept is still the best one.
+    step), and the curve is read from the final state. The ranker kept is the best one up to where
+    `patience` ran out, for every method alike (`_keep_or_count`).
     """
     sharder = Sharder(data_mesh(), global_batch or train.batch_size)
     state, best, watch, start, ckpt = _start(steps, train, seed, checkpoint_dir, checkpoint_every, resume)
