@@ -335,6 +335,18 @@ def test_the_selection_rule_by_hand():
     assert masked["validation_queries"] == 4 and masked["runs"][1]["difference"] == pytest.approx(0.025)
 
 
+def test_a_diverged_reference_gives_way_to_its_retraining():
+    from ultr.selection import stand_in
+
+    warn = {"propensity": {"warning": "diverged"}}
+    again = {"run": {"variant_of": "dla"}, "propensity": {}}
+    entries = {"dla": warn, "naive": {}, "dla+severe_bias": again}
+    assert stand_in("dla", ["naive", "dla+severe_bias"], entries)[:2] == ("dla+severe_bias", ["dla", "naive"])
+    assert stand_in("dla", ["naive", "dla+severe_bias"], {**entries, "dla": {"propensity": {}}})[:2] == (
+        "dla", ["naive", "dla+severe_bias"])  # not diverged: the reference stays
+    assert stand_in("dla", ["naive", "dla+severe_bias"], {**entries, "dla+severe_bias": {**again, **warn}})[0] == "dla"
+
+
 def test_every_ranker_stops_by_patience_even_when_training_goes_on_for_the_curve():
     """The one early-stopping rule: after `patience` evaluations without improvement the kept
     ranker is final; later (higher) evaluations of a run that trains on to settle its propensity

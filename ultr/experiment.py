@@ -37,7 +37,7 @@ from ultr.train.checkpoint import save_state
 from ultr.train.distributed import initialize as initialize_distributed
 from ultr.train.loop import score_lists
 from ultr.simulation.click_models import click_model_inputs
-from ultr.selection import RunSpec, choose, fallback_spec, run_plan, selection_candidates
+from ultr.selection import RunSpec, choose, fallback_spec, run_plan, selection_candidates, stand_in
 from ultr.training import TrainedMethod, needs_train_lists, train_method, with_overrides
 from ultr.workflows import etl_config, ingest, letor_splits, simulate_on
 
@@ -338,8 +338,11 @@ def add_selection(cfg: Mapping[str, Any], runs: dict[str, RunResult], trained: l
     name = str(cfg["selection"].get("name") or "selected")
     if name in runs:
         raise DataError(f"selection.name={name} is also a run's name; choose another")
-    record = choose(reference, candidates, {k: vali_per_query(runs[k].per_query) for k in [reference, *candidates]},
+    incumbent, candidates, why = stand_in(reference, candidates, {k: runs[k].entry for k in [reference, *candidates]})
+    record = choose(incumbent, candidates, {k: vali_per_query(runs[k].per_query) for k in [incumbent, *candidates]},
                     float(cfg["selection"].get("alpha", 0.05)))
+    if why:
+        record["stand_in"] = why
     kept = runs[record["kept"]]
     entry = {"kept": record["kept"], "test": kept.entry["test"], "vali": kept.entry["vali"],
              "test_queries_evaluated": kept.entry["test_queries_evaluated"],
@@ -384,6 +387,7 @@ def selection_note(name: str, r: Mapping[str, Any]) -> str:
     others = "; ".join(f"{c['run']} {c['vali_ndcg@10']:.4f} ({c['difference']:+.4f}, p={c['p']:.3g}"
                        f"{', beats it' if c['beats_reference'] else ''})" for c in sel["runs"][1:])
     why = "no candidate beats the reference beyond noise" if sel["kept"] == sel["reference"] else "it beats the reference beyond noise"
+    why = f"{sel['stand_in']}; {why}" if sel.get("stand_in") else why
     return (f"{name}: kept {sel['kept']}, {why}. Validation nDCG@10: {ref['run']} (reference) {ref['vali_ndcg@10']:.4f}; "
             f"{others or 'no candidates'} (one-sided paired t-test over {sel['validation_queries']} validation queries, "
             f"alpha {sel['alpha']:g} / {max(len(sel['runs']) - 1, 1)})")

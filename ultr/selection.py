@@ -11,7 +11,8 @@ The rule: a candidate replaces the reference only when its validation nDCG@10 is
 than the noise of the validation queries, by a one-sided paired t-test per query at level
 `selection.alpha`, Bonferroni-corrected over the candidates. Of the candidates that pass, the best
 on validation is kept. So the selection never keeps a run that is worse on validation than another
-one it trained, except the reference where no candidate beats it beyond noise."""
+one it trained, except the reference where no candidate beats it beyond noise. A reference whose
+learned curve diverged gives way to its severe-bias retraining as the run to beat (`stand_in`)."""
 
 from __future__ import annotations
 
@@ -121,6 +122,24 @@ def choose(reference: str, candidates: list[str], vali: Mapping[str, tuple[np.nd
             "validation_queries": int(valid.sum()), "runs": rows,
             "rule": "a candidate replaces the reference only if its validation nDCG@10 is higher by a one-sided paired "
                     "t-test over validation queries at alpha / candidates; the best such candidate on validation is kept"}
+
+
+def stand_in(reference: str, candidates: list[str], entries: Mapping[str, Mapping[str, Any]]
+             ) -> tuple[str, list[str], str | None]:
+    """(the run the others must beat, the candidates, why it is not the reference). A reference
+    whose learned curve diverged (`propensity.warning`) is a failed run of its method: its inverse
+    weights rest on a curve that estimates nothing. Its severe-bias retraining, where that one did
+    not diverge, then stands in for it, and the diverged run becomes a candidate like the others."""
+    def diverged(label: str) -> bool:
+        return "warning" in (entries[label].get("propensity") or {})
+
+    if not diverged(reference):
+        return reference, candidates, None
+    retrained = [c for c in candidates if (entries[c].get("run") or {}).get("variant_of") == reference and not diverged(c)]
+    if not retrained:
+        return reference, candidates, None
+    return (retrained[0], [reference, *(c for c in candidates if c != retrained[0])],
+            f"{reference}'s curve diverged, so its retraining {retrained[0]} stands in as the reference")
 
 
 def selection_candidates(cfg: Mapping[str, Any], trained: list[RunSpec]) -> tuple[str | None, list[str]]:
