@@ -7,7 +7,9 @@ run's test nDCG@10 and curve error, and `default`: the `selected` row the pipeli
 (conf/experiment.yaml `selection:`), with the run it kept in brackets. Nothing is recomputed
 here, so the column is exactly what the default configuration produced. Then, pooled over the
 cells, paired t-tests of `default` against naive, the reference DLA and IPS with the true
-propensities, and the wall time from the runs' own clocks. Recorded in benchmarks/RESULTS.md.
+propensities; per cell, whether `default` is below naive beyond the test split's noise (one-sided
+paired t-test over the test queries, per_query.parquet, at 0.05); how often each run was kept; and
+the wall time from the runs' own clocks. Recorded in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import polars as pl
+from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -36,6 +40,7 @@ def read(sweeps: list[Path]) -> dict[tuple, dict]:
         r = json.loads(f.read_text())
         run = runs.setdefault(cell_of(r["config"]), {"methods": {}, "seconds": 0.0})
         run["seconds"] += r["timing"]["total_seconds"]
+        run.setdefault("per_query", []).append(f.parent / "per_query.parquet")
         run["methods"].update({"default" if k == "selected" else k: {
             "test": v["test"]["ndcg@10"], "vali": v["vali"]["ndcg@10"], "kept": v.get("kept"),
             "curve": v.get("propensity", {}).get("mean_relative_error")} for k, v in r["methods"].items()})
@@ -57,6 +62,30 @@ def pooled_line(runs: dict, a: str, b: str) -> str | None:
         return None
     return (f"| {a} - {b} | {len(d)} | {d.mean():+.4f} | {int((d > 0).sum())} / {int((d < 0).sum())} | "
             f"{paired_p_value(d):.3g} |")
+
+
+def below_naive_p(per_query: list[Path]) -> float | None:
+    """One-sided p that `selected` is below naive on the test queries of one cell."""
+    frames = [pl.read_parquet(f) for f in per_query if f.exists()]
+    if not frames:
+        return None
+    t = pl.concat(frames).filter((pl.col("split") == "test") & pl.col("has_relevant"))
+    wide = t.pivot(on="method", index="query_id", values="ndcg@10", aggregate_function="first")
+    if "selected" not in wide.columns or "naive" not in wide.columns:
+        return None
+    d = (wide["selected"] - wide["naive"]).drop_nulls().to_numpy()
+    return 1.0 if not np.any(d) else float(stats.ttest_1samp(d, 0.0, alternative="less").pvalue)
+
+
+def noise_lines(runs: dict) -> list[str]:
+    ps = [p for r in runs.values() if (p := below_naive_p(r.get("per_query", []))) is not None]
+    kept: dict[str, int] = {}
+    for r in runs.values():
+        if "default" in r["methods"]:
+            kept[r["methods"]["default"]["kept"]] = kept.get(r["methods"]["default"]["kept"], 0) + 1
+    return [f"default below naive beyond noise (one-sided paired t-test over test queries, p < 0.05): "
+            f"{sum(p < 0.05 for p in ps)} of {len(ps)} runs (smallest p {min(ps, default=float('nan')):.3g})",
+            "default kept: " + ", ".join(f"{k} {n}" for k, n in sorted(kept.items()))]
 
 
 def _cell(v: dict) -> str:
@@ -88,9 +117,10 @@ def main() -> None:
     print("| mean | " + " | " * 7 + " | ".join(f"{m:.4f}" for m in means) + " | |")
     print("\n| pooled over the cells | pairs | mean difference | above / below | paired p |\n|---|---|---|---|---|")
     for a, b in (("default", "naive"), ("default", "ips_true"), ("dla", "naive"), ("dla_disentangled", "dla"),
-                 ("default", "dla")):
+                 ("default", "dla"), ("dla+severe_bias", "dla"), ("default", "oracle")):
         if line := pooled_line(runs, a, b):
             print(line)
+    print("\n" + "\n".join(noise_lines(runs)))
     print(f"\nwall time {wall_minutes(args.sweeps):.1f} min for {len(runs)} runs; "
           f"sum of run times {sum(r['seconds'] for r in runs.values()) / 60:.1f} min "
           f"(report written {datetime.now():%Y-%m-%d %H:%M})")
