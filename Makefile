@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (or: make PYTHON=python3 ...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	PYTHONWARNINGS=ignore $(PY) -m pip install -q -e ".[test]"  # setuptools' editable-install notice is not ours
+	PYTHONWARNINGS=ignore $(PY) -m pip install -qq -e ".[test]"  # -qq: errors only; setuptools' notices and index-location warnings are not ours
 	touch $(STAMP)
 
 venv: $(STAMP)
