@@ -129,13 +129,14 @@ def known_params(name: str, pairs: int, K: int, rng: np.random.Generator) -> dic
     eye-tracking examination (PBM), gamma_{k,d} = theta_k 0.9^(d-1) (UBM), continuation 0.9 (DBN)."""
     import jax.numpy as jnp
     from ultr.click_models.models import get
+    from ultr.click_models.module import module
     from ultr.click_models.fit import init_params
-    from ultr.simulation.click_models import EYE_TRACKING_THETA
+    from ultr.click_models.base import EYE_TRACKING_THETA
 
     def logit(p):
         p = np.asarray(p, np.float64)
         return jnp.asarray(np.log(p / (1 - p)), jnp.float32)
-    model = get(name)(rows=pairs, positions=K)
+    model = module(get(name), pairs, K)
     params = init_params(model, 1, 0)
     P = params["params"]
     P["attraction"]["offsets"] = logit(rng.uniform(0.05, 0.95, pairs))
@@ -217,7 +218,7 @@ def truth(args) -> None:
                "ll_true": floor["log_likelihood"], "ll_fitted": got["log_likelihood"],
                "relative_error": recovery(name, model, fitted.params, true), "epochs": fitted.epochs,
                "sessions_per_second": fitted.sessions_per_second, "wall_seconds": wall}
-        if model.em_keys(train.click[:1]) is not None or model.em_posteriors is not None:
+        if model.model.em_keys(train.click[:1]) is not None or model.model.em_posteriors is not None:
             # closed-form EM converges to the maximum-likelihood estimate: the error any estimator
             # has from this many sessions, the floor the gradient fit is judged against
             em = fit_em(model, part_train, s, name)
@@ -234,6 +235,7 @@ def throughput(args) -> None:
     excluded for both (ultr compiles ahead of time; CLAX's first epoch, which compiles, is dropped).
     The log is the 1M-session DBN ground-truth log (the speed of a step does not depend on the values)."""
     from ultr.click_models.models import get
+    from ultr.click_models.module import module
     from ultr.click_models.fit import FitSettings, fit
     K, queries = 10, args.pairs // 10
     work = WORK / "click_models_throughput"
@@ -249,7 +251,7 @@ def throughput(args) -> None:
     for name in args.models:
         for batch in args.batches:
             s = FitSettings(batch_size=batch, learning_rate=args.lr, epochs=args.epochs, patience=args.epochs)
-            mine = fit(get(name)(rows=args.pairs, positions=K), train, val, s, name).sessions_per_second
+            mine = fit(module(get(name), args.pairs, K), train, val, s, name).sessions_per_second
             target = work / f"clax_{name}_{batch}.json"
             subprocess.run([str(clax_python()), str(Path(__file__).resolve().parent / "clax_runner.py"), str(npz), str(target),
                             "--models", name, "--lr", str(args.lr), "--batch", str(batch), "--epochs", str(args.epochs),
@@ -268,6 +270,7 @@ def scale(args) -> None:
     from ultr.click_models.data import SessionLog, train_rows
     from ultr.click_models.fit import FitSettings, fit
     from ultr.click_models.models import get
+    from ultr.click_models.module import module
     from ultr.click_models.pipeline import ingest_log
     from ultr.config import compose
     logdir = WORK / f"baidu{args.impressions // 1_000_000}m"
@@ -286,7 +289,7 @@ def scale(args) -> None:
     rows = []
     for name in args.models:
         s = FitSettings(batch_size=args.batch, learning_rate=args.lr, epochs=args.epochs, patience=args.epochs)
-        f = fit(get(name)(rows=n_rows, positions=10), train, val, s, name)
+        f = fit(module(get(name), n_rows, 10), train, val, s, name)
         row = {"model": name, "sessions_per_second": f.sessions_per_second, "epochs": f.epochs, "train_seconds": f.train_seconds,
                "validation_ll": f.validation, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         rows.append(row)
@@ -301,6 +304,7 @@ def cascade_check(args) -> None:
     k | no click above) = alpha_k, so its parameters and ours maximise different objectives."""
     import jax.numpy as jnp
     from ultr.click_models.models import get
+    from ultr.click_models.module import module
     from ultr.click_models.fit import init_params
     work = WORK / "click_models_yandex"
     a = dict(np.load(work / "arrays.npz"))
@@ -312,7 +316,7 @@ def cascade_check(args) -> None:
                     str(work / "clax_cascade_check.json"), "--models", "cascade", "--lr", str(lr), "--batch", str(args.batch),
                     "--save-attraction", str(prefix)], check=True)
     p = np.clip(np.load(f"{prefix}_cascade.npy").astype(np.float64), 1e-6, 1 - 1e-6)
-    model = get("cascade")(rows=len(p) - 1, positions=a["train_rows"].shape[1])
+    model = module(get("cascade"), len(p) - 1, a["train_rows"].shape[1])
     params = init_params(model, 1, 0)
     params["params"]["attraction"]["baseline"] = jnp.asarray(np.log(p[0] / (1 - p[0])), jnp.float32)
     params["params"]["attraction"]["offsets"] = jnp.asarray(np.log(p[1:] / (1 - p[1:])) - np.log(p[0] / (1 - p[0])), jnp.float32)

@@ -29,11 +29,11 @@ print(json.dumps({{"seconds": round(dt, 2), "impressions": s["impressions"], "se
 GEN = """
 import json
 from benchmarks._common import peak_rss_mb
-from ultr.simulation.click_models import PositionBasedModel
+from ultr.click_models.simulator import make_click_model
 from ultr.simulation.simulate import simulate_sessions, write_simulated_log
 from ultr.workflows import ingest
 f = ingest({{"root": "data/mq2008", "fold": 1, "num_features": 46}}, {dir!r})
-log = simulate_sessions(f, PositionBasedModel(y_max=2), sessions={sessions}, list_size=10, seed=0)
+log = simulate_sessions(f, make_click_model("pbm", y_max=2), sessions={sessions}, list_size=10, seed=0)
 print(json.dumps({{"rows": write_simulated_log(log, f, {log!r})}}))
 """
 

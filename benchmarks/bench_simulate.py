@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import WORK, peak_rss_mb, record  # noqa: E402
-from ultr.simulation.click_models import PositionBasedModel  # noqa: E402
+from ultr.click_models.simulator import make_click_model  # noqa: E402
 from ultr.simulation.simulate import simulate_sessions, write_simulated_log  # noqa: E402
 from ultr.workflows import ingest  # noqa: E402
 
@@ -27,7 +27,7 @@ def main() -> None:
     args = ap.parse_args()
     out = WORK / "simulate"
     features = ingest({"root": "data/mq2008", "fold": 1, "num_features": 46}, out)
-    model = PositionBasedModel(y_max=2, eta=1.0)
+    model = make_click_model("pbm", y_max=2, eta=1.0)
     best_sim = best_all = float("inf")
     for r in range(args.repeats):
         t0 = time.perf_counter()

@@ -206,9 +206,9 @@ def test_affine_targets_need_the_sessions_without_clicks():
     over all logged sessions, but not over the sessions with a click (why the experiment keeps
     zero-click sessions for affine, DR, REM and two-tower; Sessions.with_clicks drops them for the rest)."""
     from ultr.data.batching import Sessions
-    from ultr.simulation.click_models import TrustBiasModel
+    from ultr.click_models.simulator import make_click_model
 
-    alpha, beta = TrustBiasModel(y_max=2).affine(np.arange(1, 4))
+    alpha, beta = make_click_model("trust", y_max=2).affine(3)
     rel = np.array([0.1, 0.4, 1.0])  # P(R=1) of the documents at positions 1..3
     n = 60_000
     rng = np.random.default_rng(0)

@@ -18,6 +18,7 @@ import ultr.click_models.models as cm
 from ultr.click_models.data import ArrayLog
 from ultr.click_models.evaluate import evaluate
 from ultr.click_models.fit import FitSettings, fit, init_params
+from ultr.click_models.module import module
 from ultr.click_models.sample import sample_clicks
 from ultr.errors import DataError
 from tests.conftest import SHARED
@@ -30,10 +31,10 @@ def logit(p):
 
 def with_params(name: str, rows: int, K: int, **values):
     """A model and its parameters set to the given probabilities (pair tables: baseline 0)."""
-    model = cm.get(name)(rows=rows, positions=K)
+    model = module(cm.get(name), rows, K)
     params = init_params(model, 1, 0)
     for key, v in values.items():
-        if key in model.pair_tables:
+        if key in model.model.pair_tables:
             params["params"][key]["offsets"] = logit(v)
             params["params"][key]["baseline"] = jnp.zeros((), jnp.float32)
         else:
@@ -82,8 +83,9 @@ def test_hand_worked_click_probabilities(name):
 
 
 def test_every_model_is_registered_and_unknown_names_are_one_line():
-    assert cm.names() == ["cascade", "ccm", "dbn", "dcm", "pbm", "sdbn", "ubm"]
-    with pytest.raises(DataError, match="known models: cascade, ccm, dbn, dcm, pbm, sdbn, ubm"):
+    assert cm.names(fittable=True) == ["cascade", "ccm", "dbn", "dcm", "pbm", "sdbn", "ubm"]
+    assert cm.names() == ["cascade", "ccm", "dbn", "dcm", "matrix", "mixture", "pbm", "sdbn", "trust", "ubm"]
+    with pytest.raises(DataError, match="known models: cascade, ccm, dbn, dcm, matrix, mixture, pbm, sdbn, trust, ubm"):
         cm.get("ucm")
 
 
@@ -107,12 +109,12 @@ def random_lists(n: int, pairs: int, K: int, seed: int) -> tuple[np.ndarray, np.
     return rows, np.ones(rows.shape, bool)
 
 
-@pytest.mark.parametrize("name", cm.names())
+@pytest.mark.parametrize("name", cm.names(fittable=True))
 def test_sampled_clicks_match_the_marginal_closed_form(name):
     """The sampler draws from `conditional` rank by rank; its click rates must match `marginal`,
     derived separately, within 4 standard errors at every rank."""
     rows, mask = random_lists(40_000, 6, 4, seed=1)
-    model = cm.get(name)(rows=6, positions=4)
+    model = module(cm.get(name), 6, 4)
     rng = np.random.default_rng(2)
     params = jax.tree.map(lambda x: jnp.asarray(rng.normal(0, 1, np.shape(x)), jnp.float32), init_params(model, 1, 0))
     clicks = sample_clicks(model, params, rows, mask, seed=3)
@@ -234,16 +236,16 @@ def test_ips_fitted_reads_the_best_model_or_a_named_one(fitted_run):
 
 
 def test_fitted_ubm_replays_its_gamma_table(fitted_run):
-    from ultr.simulation.click_models import UserBrowsingModel, click_model_from_config
+    from ultr.click_models.simulator import click_model_from_config
 
     class Labels:
         labels = np.array([0, 1, 2])
     run, _ = fitted_run
     sim = click_model_from_config({"name": "fitted", "path": str(run / "ubm"), "eps_neg": 0.1, "eps_pos": 1.0}, Labels)
     gamma = np.asarray(json.loads((run / "ubm" / "model.json").read_text())["simulator"]["table"])
-    assert isinstance(sim, UserBrowsingModel)
-    k, d = np.array([3, 3, 4]), np.array([1, 3, 2])
-    np.testing.assert_allclose(sim._gamma(k, d), gamma[k - 1, d - 1])
+    assert sim.name == "ubm"
+    table = np.asarray(sim.params(np.zeros((1, gamma.shape[0]), int))["examination"])
+    np.testing.assert_allclose(table, gamma, rtol=1e-6)
     with pytest.raises(DataError, match="holds no fitted click model"):
         click_model_from_config({"name": "fitted", "path": str(run)}, Labels)
 
@@ -278,14 +280,14 @@ def test_cli_bad_model_name_is_one_line_with_exit_status_2(tmp_path):
     out = subprocess.run([sys.executable, "-m", "pipelines.click_models", "models=[pbm,ucm]", "log.path=x", "test.path=y",
                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines()[-1] == "error: click model 'ucm' is unknown; known models: cascade, ccm, dbn, dcm, pbm, sdbn, ubm"
+    assert out.stderr.strip().splitlines()[-1] == "error: click model 'ucm' is unknown; known models: cascade, ccm, dbn, dcm, matrix, mixture, pbm, sdbn, trust, ubm"
 
 
 def test_em_is_refused_for_a_model_without_a_closed_form():
     from ultr.click_models.em import fit_em
     model, _, log = simulated("pbm", 100, 0, attraction=np.linspace(0.1, 0.9, 10), examination=[0.9, 0.6, 0.4, 0.2])
     with pytest.raises(DataError, match="fit.method=em has no closed form for it"):
-        fit_em(cm.get("dcm")(rows=10, positions=4), log, FitSettings(), "dcm")
+        fit_em(module(cm.get("dcm"), 10, 4), log, FitSettings(), "dcm")
 
 
 def brute_force_dbn_posteriors(a, s, gamma, click):
@@ -357,7 +359,7 @@ def test_chain_examination_loop_and_scan_agree():
     for name in ("dbn", "ccm"):
         values, conditional, _ = GOLDEN[name]
         model, params = with_params(name, 3, 3, attraction=ATTR, **values)
-        assert model.chain_loop_from is not None
-        tile = lambda x: jnp.tile(x, (model.chain_loop_from, 1))  # noqa: B023, E731
+        assert model.model.chain_loop_from is not None
+        tile = lambda x: jnp.tile(x, (model.model.chain_loop_from, 1))  # noqa: B023, E731
         np.testing.assert_allclose(model.apply(params, tile(ROWS), tile(CLICKS), tile(MASK))[-1], conditional, rtol=1e-5,
                                    err_msg=name)

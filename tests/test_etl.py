@@ -208,7 +208,7 @@ def test_query_lists(features_path):
 
 
 def test_data_layer_does_not_import_jax():
-    code = "import sys, ultr.data.etl, ultr.data.batching, ultr.simulation.simulate; print('jax' in sys.modules)"
+    code = "import sys, ultr.data.etl, ultr.data.batching, ultr.data.letor; print('jax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"
 

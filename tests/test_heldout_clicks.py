@@ -12,7 +12,7 @@ from tests.conftest import EMBEDDED_MQ2008
 from ultr.algorithms.click_models import tower_click_probability
 from ultr.experiment import run_experiment
 from ultr.heldout_clicks import HeldOutClicks, simulate_heldout, true_model_scores
-from ultr.simulation.click_models import click_model_from_config
+from ultr.click_models.simulator import click_model_from_config
 from ultr.simulation.simulate import simulate_sessions
 from ultr.workflows import ingest
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from ultr.data.letor import ingest_letor, read_features
 from ultr.errors import DataError
-from ultr.simulation.click_models import PositionBasedModel
+from ultr.click_models.simulator import make_click_model
 from ultr.simulation.logging_policy import PlackettLuce, rank_candidates, top_k_lists
 from ultr.simulation.simulate import simulate_sessions
 
@@ -73,9 +73,9 @@ def features(tmp_path):
 
 def test_simulation_with_plackett_luce_spreads_documents_over_positions(features):
     kw = dict(sessions=4000, list_size=5, seed=3, policy_min_queries=3)
-    det = simulate_sessions(features, PositionBasedModel(y_max=2), **kw)
-    pl = simulate_sessions(features, PositionBasedModel(y_max=2), logging="plackett_luce", temperature=1.0, **kw)
-    again = simulate_sessions(features, PositionBasedModel(y_max=2), logging="plackett_luce", temperature=1.0, **kw)
+    det = simulate_sessions(features, make_click_model("pbm", y_max=2), **kw)
+    pl = simulate_sessions(features, make_click_model("pbm", y_max=2), logging="plackett_luce", temperature=1.0, **kw)
+    again = simulate_sessions(features, make_click_model("pbm", y_max=2), logging="plackett_luce", temperature=1.0, **kw)
     np.testing.assert_array_equal(pl.shown, again.shown)  # seeded
     np.testing.assert_array_equal(pl.clicks, again.clicks)
 
@@ -90,4 +90,4 @@ def test_simulation_with_plackett_luce_spreads_documents_over_positions(features
     # the same sessions (queries) either way: the policy draws come after the query draws
     np.testing.assert_array_equal(det.session_query, pl.session_query)
     with pytest.raises(DataError, match="simulation.logging='random' is unknown"):
-        simulate_sessions(features, PositionBasedModel(y_max=2), logging="random", **kw)
+        simulate_sessions(features, make_click_model("pbm", y_max=2), logging="random", **kw)

@@ -6,44 +6,42 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ultr.data.letor import ingest_letor, read_features
-from ultr.simulation.click_models import EYE_TRACKING_THETA, PositionBasedModel, graded_relevance
+from ultr.click_models.base import EYE_TRACKING_THETA, graded, theta_curve
+from ultr.click_models.simulator import make_click_model
 from ultr.simulation.logging_policy import fit_linear_policy, top_k_lists
 from ultr.simulation.simulate import run_simulation, simulate_sessions
 
 
 def test_pbm_closed_form_golden():
-    m = PositionBasedModel(y_max=2, eta=1.0)
+    m = make_click_model("pbm", y_max=2, eta=1.0)
     # label 2 of y_max 2 -> attraction 1.0; label 0 -> eps_neg 0.1; label 1 -> 0.1 + 0.9 * 1/3 = 0.4
-    p = m.click_probability(np.array([[2, 0, 1]]), np.array([[1, 2, 3]]))
-    np.testing.assert_allclose(p, [[0.68, 0.061, 0.192]])
-    m2 = PositionBasedModel(y_max=2, eta=2.0)
-    np.testing.assert_allclose(m2.examination(np.array([1, 12])), [0.68**2, 0.06**2])  # >10 reuses the last
-    inv = PositionBasedModel(y_max=4, curve="inverse")
-    np.testing.assert_allclose(inv.examination(np.array([1, 2, 4])), [1.0, 0.5, 0.25])
-    np.testing.assert_allclose(graded_relevance(np.array([0, 4]), 4, 0.1, 1.0), [0.1, 1.0])
+    p = m.click_probability(np.array([[2, 0, 1]]), np.ones((1, 3), bool))
+    np.testing.assert_allclose(p, [[0.68, 0.061, 0.192]], rtol=1e-6)
+    np.testing.assert_allclose(theta_curve(12, "eye_tracking", 2.0)[[0, 11]], [0.68**2, 0.06**2])  # >10 reuses the last
+    np.testing.assert_allclose(theta_curve(4, "inverse", 1.0)[[0, 1, 3]], [1.0, 0.5, 0.25])
+    np.testing.assert_allclose(graded(np.array([0, 4]), 4, 0.1, 1.0), [0.1, 1.0])
 
 
 @settings(max_examples=15, deadline=None)
 @given(eta=st.sampled_from([0.5, 1.0, 2.0]), y_max=st.integers(1, 4), seed=st.integers(0, 2**31 - 1))
 def test_pbm_empirical_ctr_matches_closed_form(eta, y_max, seed):
-    m = PositionBasedModel(y_max=y_max, eta=eta)
+    m = make_click_model("pbm", y_max=y_max, eta=eta)
     n, k = 40_000, 10
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, y_max + 1, size=(n, k))
-    positions = np.broadcast_to(np.arange(1, k + 1), (n, k))
-    clicks = m.sample(labels, positions, np.ones((n, k), bool), rng)
+    clicks = m.sample(labels, np.ones((n, k), bool), rng)
     for y in range(y_max + 1):
         for pos in (1, 5, 10):
             sel = labels[:, pos - 1] == y
-            p = m.click_probability(np.array([y]), np.array([pos]))[0]
+            p = m.click_probability(np.full((1, k), y), np.ones((1, k), bool))[0, pos - 1]
             emp = clicks[sel, pos - 1].mean()
             assert abs(emp - p) <= 5 * np.sqrt(p * (1 - p) / sel.sum()) + 1e-3
 
 
 def test_masked_items_never_click():
-    m = PositionBasedModel(y_max=2)
+    m = make_click_model("pbm", y_max=2)
     mask = np.zeros((100, 10), bool)
-    clicks = m.sample(np.full((100, 10), 2), np.broadcast_to(np.arange(1, 11), (100, 10)), mask, np.random.default_rng(0))
+    clicks = m.sample(np.full((100, 10), 2), mask, np.random.default_rng(0))
     assert clicks.sum() == 0 and clicks.dtype == np.int8
 
 
@@ -73,7 +71,7 @@ def features(tmp_path, tiny_letor):
 
 
 def test_simulation_is_deterministic_bytewise(tmp_path, features):
-    model = PositionBasedModel(y_max=2)
+    model = make_click_model("pbm", y_max=2)
     kw = dict(sessions=5000, list_size=2, policy_fraction=0.01, policy_min_queries=2, config={})
     run_simulation(features, model, tmp_path / "a", seed=7, **kw)
     run_simulation(features, model, tmp_path / "b", seed=7, **kw)
@@ -87,7 +85,7 @@ def test_simulation_is_deterministic_bytewise(tmp_path, features):
 
 
 def test_sessions_show_only_train_queries_and_top_k(features):
-    log = simulate_sessions(features, PositionBasedModel(y_max=2), sessions=3000, list_size=2, seed=0, policy_min_queries=2)
+    log = simulate_sessions(features, make_click_model("pbm", y_max=2), sessions=3000, list_size=2, seed=0, policy_min_queries=2)
     assert sorted(log.query_ids.tolist()) == ["1", "2", "3"]
     shown = log.displayed[log.session_query]
     assert (features.splits[shown[shown >= 0]] == "train").all()
@@ -97,37 +95,35 @@ def test_sessions_show_only_train_queries_and_top_k(features):
     assert log.clicks.shape == (3000, 2)
 
 
-# --- other click models: each sampler's empirical click rates match its closed form.
-from ultr.simulation.click_models import (  # noqa: E402
-    CascadeModel, ClickChainModel, DependentClickModel, DynamicBayesianNetwork, MatrixClickModel, MixturePBM, PositionBasedModel,
-    TrustBiasModel, UserBrowsingModel, make_click_model,
-)
+# --- every click model: the sampler's click rate per (rank, grade) matches the closed form.
+from ultr.click_models.models import names  # noqa: E402
 
-MODELS = [
-    CascadeModel(y_max=2),
-    DependentClickModel(y_max=2),
-    UserBrowsingModel(y_max=2, decay=0.8),
-    TrustBiasModel(y_max=2),
-    MixturePBM(y_max=2, etas=(0.5, 2.0), weights=(0.3, 0.7)),
-    MatrixClickModel(y_max=1, matrix=((0.1, 0.05, 0.02), (0.9, 0.6, 0.3))),
-    DynamicBayesianNetwork(y_max=2, gamma=0.8, sat_neg=0.1, sat_pos=0.7),
-    ClickChainModel(y_max=2, tau=(0.9, 0.6, 0.2)),
+SETTINGS = {
+    "cascade": {}, "dcm": {}, "ubm": {"decay": 0.8}, "trust": {},
+    "mixture": {"etas": (0.5, 2.0), "weights": (0.3, 0.7)},
+    "matrix": {"matrix": ((0.1, 0.05, 0.02), (0.5, 0.3, 0.2), (0.9, 0.6, 0.3))},
+    "dbn": {"gamma": 0.8, "sat_neg": 0.1, "sat_pos": 0.7}, "sdbn": {"sat_neg": 0.1, "sat_pos": 0.7},
+    "ccm": {"tau": (0.9, 0.6, 0.2)}, "pbm": {},
     # the replay forms of fitted models: an explicit examination curve and gamma table
-    PositionBasedModel(y_max=2, theta=(0.9, 0.7, 0.5, 0.3, 0.2)),
-    UserBrowsingModel(y_max=2, table=tuple(tuple(0.9 - 0.1 * k - 0.05 * d for d in range(5)) for k in range(5))),
-]
+    "pbm/theta": {"theta": (0.9, 0.7, 0.5, 0.3, 0.2)},
+    "ubm/table": {"table": tuple(tuple(0.9 - 0.1 * k - 0.05 * d for d in range(5)) for k in range(5))},
+}
 
 
-@pytest.mark.parametrize("model", MODELS, ids=lambda m: type(m).__name__)
-def test_click_models_match_closed_form(model):
+def test_every_model_has_a_sampling_check():
+    assert {k.split("/")[0] for k in SETTINGS} == set(names())
+
+
+@pytest.mark.parametrize("case", sorted(SETTINGS))
+def test_click_models_match_closed_form(case):
+    model = make_click_model(case.split("/")[0], y_max=2, **SETTINGS[case])
     rng = np.random.default_rng(3)
-    n, k = 60_000, 3 if isinstance(model, MatrixClickModel) else 5
+    n, k = 60_000, 5
     labels = rng.integers(0, model.y_max + 1, size=(n, k))
-    positions = np.broadcast_to(np.arange(1, k + 1), (n, k))
     mask = np.ones((n, k), bool)
     mask[: n // 10, -1] = False  # some shorter lists
-    clicks = model.sample(labels, positions, mask, rng)
-    p = model.click_probability(labels, positions, mask)
+    clicks = model.sample(labels, mask, rng)
+    p = model.click_probability(labels, mask)
     assert clicks[~mask].sum() == 0
     # Compare per (position, label of that item, label of the item above): cascade-type models depend on both.
     for pos in range(k):
@@ -141,26 +137,48 @@ def test_click_models_match_closed_form(model):
                 assert abs(emp - exp) <= 5 * np.sqrt(exp * (1 - exp) / sel.sum()) + 2e-3, (pos, y, ya, emp, exp)
 
 
-def test_cascade_and_trust_golden():
+def _exam(name, labels, **kw):
+    labels = np.asarray(labels)
+    return make_click_model(name, y_max=2, **kw).examination_probability(labels, np.ones(labels.shape, bool))
+
+
+def test_closed_forms_golden():
     # Cascade, labels [2, 0] with y_max 2: r = [1.0, 0.1] -> P(click 2) = 0.1 * (1 - 1.0) = 0
-    c = CascadeModel(y_max=2).click_probability(np.array([[2, 0], [0, 2]]), np.array([[1, 2], [1, 2]]))
-    np.testing.assert_allclose(c, [[1.0, 0.0], [0.1, 0.9]])
+    c = make_click_model("cascade", y_max=2).click_probability(np.array([[2, 0], [0, 2]]), np.ones((2, 2), bool))
+    np.testing.assert_allclose(c, [[1.0, 0.0], [0.1, 0.9]], rtol=1e-6)
     # DCM lambda_1 = 0.9: P(examine 2) = (1 - r1) + r1 * 0.9
-    d = DependentClickModel(y_max=2).examination_probability(np.array([[2, 0]]), np.array([[1, 2]]), np.ones((1, 2), bool))
-    np.testing.assert_allclose(d, [[1.0, 0.9]])
+    np.testing.assert_allclose(_exam("dcm", [[2, 0]]), [[1.0, 0.9]], rtol=1e-6)
     # Trust bias at position 1: alpha = .68 (0.98 - 0.65), beta = .68 * 0.65
-    a, b = TrustBiasModel(y_max=2).affine(np.array([1]))
+    a, b = make_click_model("trust", y_max=2).affine(1)
     np.testing.assert_allclose([a[0], b[0]], [0.68 * (0.98 - 0.65), 0.68 * 0.65])
     # UBM: no click above -> examination = theta_k * decay^(k-1)
-    u = UserBrowsingModel(y_max=2, decay=0.5).examination_probability(np.zeros((1, 2), int), np.array([[1, 2]]), np.ones((1, 2), bool))
     r0 = 0.1
-    np.testing.assert_allclose(u, [[0.68, (1 - 0.68 * r0) * 0.61 * 0.5 + 0.68 * r0 * 0.61]])
+    np.testing.assert_allclose(_exam("ubm", [[0, 0]], decay=0.5), [[0.68, (1 - 0.68 * r0) * 0.61 * 0.5 + 0.68 * r0 * 0.61]], rtol=1e-6)
     # DBN, labels [2, 0], gamma 0.8, satisfaction s(2) = 1: P(examine 2) = 0.8 (1 - r1 s1) = 0
-    g = DynamicBayesianNetwork(y_max=2, gamma=0.8).examination_probability(np.array([[2, 0], [0, 2]]), np.array([[1, 2], [1, 2]]),
-                                                                          np.ones((2, 2), bool))
-    np.testing.assert_allclose(g, [[1.0, 0.0], [1.0, 0.8]])
+    np.testing.assert_allclose(_exam("dbn", [[2, 0], [0, 2]], gamma=0.8), [[1.0, 0.0], [1.0, 0.8]], rtol=1e-6)
     # CCM, labels [1, 0] (r1 = 0.1 + 0.9 / 3 = 0.4): P(examine 2) = 0.6 tau1 + 0.4 (0.6 tau2 + 0.4 tau3)
-    c = ClickChainModel(y_max=2, tau=(0.9, 0.6, 0.2)).examination_probability(np.array([[1, 0]]), np.array([[1, 2]]), np.ones((1, 2), bool))
-    np.testing.assert_allclose(c, [[1.0, 0.6 * 0.9 + 0.4 * (0.6 * 0.6 + 0.4 * 0.2)]])
+    np.testing.assert_allclose(_exam("ccm", [[1, 0]], tau=(0.9, 0.6, 0.2)), [[1.0, 0.6 * 0.9 + 0.4 * (0.6 * 0.6 + 0.4 * 0.2)]], rtol=1e-6)
+    # Mixture of eta 1 and 2, weights 0.5: examination = (theta + theta^2) / 2
+    np.testing.assert_allclose(_exam("mixture", [[0, 0]], etas=(1.0, 2.0)), [[(0.68 + 0.68**2) / 2, (0.61 + 0.61**2) / 2]], rtol=1e-6)
+    # Matrix: the entry itself
+    m = make_click_model("matrix", y_max=1, matrix=((0.1, 0.05), (0.8, 0.4)))
+    np.testing.assert_allclose(m.click_probability(np.array([[0, 1]]), np.ones((1, 2), bool)), [[0.1, 0.4]], rtol=1e-6)
     with pytest.raises(ValueError, match="unknown"):
         make_click_model("nope", y_max=2)
+    with pytest.raises(ValueError, match="not a setting of click model pbm"):
+        make_click_model("pbm", y_max=2, decay=0.5)
+
+
+def test_mixture_conditional_is_the_class_posterior():
+    """Two ranks, two classes: P(C_2 | C_1) by hand from Bayes' rule over the classes."""
+    import jax.numpy as jnp
+
+    from ultr.click_models.models.mixture import Mixture
+    e = np.array([[0.8, 0.6], [0.4, 0.2]])
+    w, a = np.array([0.25, 0.75]), np.array([[0.5, 0.9]])
+    p = {"examination": jnp.asarray(e), "weights": jnp.asarray(w), "attraction": jnp.asarray(a)}
+    for c1 in (0.0, 1.0):
+        like = w * np.where(c1, e[:, 0] * 0.5, 1 - e[:, 0] * 0.5)
+        want = (like / like.sum() * e[:, 1] * 0.9).sum()
+        got = Mixture.conditional(p, jnp.asarray([[c1, 0.0]]), jnp.ones((1, 2), bool))
+        np.testing.assert_allclose(float(got[0, 1]), want, rtol=1e-5)

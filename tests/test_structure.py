@@ -131,3 +131,26 @@ def test_ultr_imports_no_hydra():
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             assert not any(n.split(".")[0] == "hydra" for n in names), f"{mod} imports Hydra; only pipelines/ may"
+
+
+def test_one_definition_per_click_model():
+    """Each click model is defined once, in ultr/click_models/models/<key>.py: no other module of
+    ultr defines a class for a model (by its key or its usual names), and no two modules share a key."""
+    import ast
+
+    from ultr.click_models.models import MODELS
+    root = Path(__file__).resolve().parent.parent / "ultr"
+    aliases = {"pbm": ["positionbased"], "cascade": ["cascade"], "dcm": ["dependentclick"], "dbn": ["dynamicbayesian"],
+               "sdbn": [], "ccm": ["clickchain"], "ubm": ["userbrowsing"], "trust": ["trustbias"],
+               "mixture": ["mixturepbm"], "matrix": ["matrixclick"]}
+    assert set(aliases) == set(MODELS)
+    for key, model in MODELS.items():
+        assert Path(__import__(model.__module__, fromlist=["_"]).__file__).name == f"{key}.py"
+    for path in root.rglob("*.py"):
+        if path.parent.name == "models" and path.parent.parent.name == "click_models":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                name = node.name.lower()
+                hits = [k for k, names in aliases.items() if name == k or any(name.startswith(a) for a in names)]
+                assert not hits, f"{path}: class {node.name} defines click model {hits[0]} a second time"

@@ -26,7 +26,7 @@ from ultr.data.etl import EtlConfig, run_etl
 from ultr.data.letor import ingest_letor
 from ultr.errors import DataError
 from ultr.paths import existing
-from ultr.simulation.click_models import make_click_model
+from ultr.click_models.simulator import make_click_model
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ from ultr.timing import Stages
 from ultr.train.checkpoint import save_state
 from ultr.train.distributed import initialize as initialize_distributed
 from ultr.train.loop import score_lists
-from ultr.simulation.click_models import click_model_inputs
+from ultr.click_models.simulator import click_model_inputs
 from ultr.selection import RunSpec, choose, fallback_spec, run_plan, selection_candidates, stand_in
 from ultr.training import TrainedMethod, needs_train_lists, train_method, with_overrides
 from ultr.workflows import etl_config, ingest, letor_splits, simulate_on

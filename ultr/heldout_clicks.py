@@ -17,7 +17,7 @@ import numpy as np
 from ultr.click_models.base import P_MAX, P_MIN
 from ultr.click_models.evaluate import metrics
 from ultr.data.letor import FeatureTable
-from ultr.simulation.click_models import click_model_from_config
+from ultr.click_models.simulator import click_model_from_config
 from ultr.simulation.simulate import simulate_sessions
 from ultr.train.steps import Steps
 
@@ -53,8 +53,7 @@ def simulate_heldout(cfg: Mapping[str, Any], features: FeatureTable) -> HeldOutC
     shown = log.session_lists().astype(np.int32)
     mask = shown >= 0
     labels = np.where(mask, features.labels[np.maximum(shown, 0)], 0)
-    positions = np.broadcast_to(np.arange(1, shown.shape[1] + 1), shown.shape)
-    truth = np.where(mask, model.click_probability(labels, positions, mask), 0.0)
+    truth = model.click_probability(labels, mask)
     return HeldOutClicks(shown, log.clicks, truth.astype(np.float64))
 
 

@@ -25,7 +25,7 @@ from ultr.data.letor import FeatureTable, ingest_letor, read_features
 from ultr.estimation.propensity import adjacent_chain, all_pairs, count_impressions, pairwise_ratios, pbm_em
 from ultr.paths import existing, resolve
 from ultr.report import plot_propensity
-from ultr.simulation.click_models import click_model_from_config
+from ultr.click_models.simulator import click_model_from_config
 from ultr.simulation.simulate import run_simulation
 from ultr.train.build import build_steps
 from ultr.train.loop import fit, read_propensity

@@ -1,25 +1,33 @@
-"""What every click model shares: per-pair parameter tables, the click-probability interface and
-the per-slot Bernoulli log-likelihood.
+"""What every click model shares: the definition interface, the per-slot Bernoulli log-likelihood,
+the rank recursions of the cascade family, and the simulation parameters' building blocks.
 
-A model is a Flax module over fixed-shape session arrays (slot k = rank k+1):
-  rows  int32 [B, K]  parameter row of the (query, document) pair; -1 = a pair never seen in training
-  click float [B, K]  observed clicks (0/1)
-  mask  bool  [B, K]  False on padding slots
+A click model is one class (`models/<key>.py`) of pure functions over fixed-shape session arrays
+(slot k = rank k+1) and a parameter dict `p` of probabilities:
+  per item   [B, K]  "attraction" (and "satisfaction" for DBN/SDBN)
+  global     per rank [K], per (rank, distance) [K, K], or scalars: each model names its own
+  click      float [B, K] observed (or drawn) clicks, mask bool [B, K] False on padding slots
 
-and answers two questions, both as click probabilities [B, K]:
-  conditional(rows, click, mask)  P(C_k = 1 | the clicks observed above k): the exact session likelihood
-  marginal(rows, mask)            (P(C_k = 1), P(E_k = 1)) with nothing observed: perplexity, simulation
+It answers, from those parameters:
+  conditional(p, click, mask)    P(C_k = 1 | the clicks above k): the exact session likelihood
+  marginal(p, mask)              (P(C_k = 1), P(E_k = 1)) with nothing observed
+  log_likelihood(p, click, mask) log P(session) [B]
+  sample(p, mask, u)             clicks drawn rank by rank from `conditional` with uniforms u [B, K]
+  examination(p, mask)           its examination curve for the lists given
+
+Fitting (`module.py`) fills `p` from per-(query, document) tables and learned globals; simulation
+(`simulator.py`) from graded labels and settings; replay from a fitted model's globals and labels;
+the online loop samples the same definition in JAX. Nothing else defines a click model.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Mapping
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ultr.errors import DataError
 # Clicks after the first one are impossible in the cascade model; the field (PyClick, CLAX) scores
 # them with this small probability instead of zero, so a multi-click session costs a finite amount.
 IMPOSSIBLE = 1e-8
@@ -97,26 +105,12 @@ def chain_scan(a: jax.Array, click: jax.Array, go_on_after_skip: jax.Array, exam
     return jax.nn.sigmoid(-log_v)  # e = 1 / (1 + v)
 
 
-class PairTable(nn.Module):
-    """One probability per (query, document) row: sigmoid(baseline + offset[row]). The baseline is
-    shared by every row and learned with them, so it moves with the whole log from the first step
-    and is the answer for rows of -1 (pairs unseen in training): the prior is learned, not set."""
-
-    rows: int
-    init: float = 0.0  # the baseline's starting logit
-
-    @nn.compact
-    def __call__(self, idx: jax.Array) -> jax.Array:
-        offsets = self.param("offsets", nn.initializers.zeros, (self.rows,))
-        baseline = self.param("baseline", nn.initializers.constant(self.init), ())
-        return jax.nn.sigmoid(baseline + jnp.where(idx >= 0, offsets[jnp.maximum(idx, 0)], 0.0))
+Params = Mapping[str, Any]
 
 
-class ClickModel(nn.Module):
-    """Base of the registered models; `key`, `paper` and `pair_tables` are class attributes."""
-
-    rows: int
-    positions: int
+class ClickModel:
+    """A click model: class-level pure functions, never instantiated. `key`, `paper`, the tables it
+    learns per (query, document) pair and the global parameters it learns are class attributes."""
 
     key: ClassVar[str] = ""
     paper: ClassVar[str] = ""
@@ -128,20 +122,64 @@ class ClickModel(nn.Module):
     pair_init: ClassVar[float] = 0.0
     # Batch size from which `chain_examination` runs its loop instead of its scan (None: never).
     chain_loop_from: ClassVar[int | None] = LOOP_FROM_BATCH
+    # Clicks independent given the parameters: `sample` needs one pass instead of one per rank.
+    independent: ClassVar[bool] = False
+    # Fitted by `pipelines.click_models` (the others are simulation-only user populations).
+    fittable: ClassVar[bool] = True
+    # Simulation settings and their defaults (`click_model.*` in the config).
+    settings: ClassVar[dict[str, Any]] = {}
 
-    def conditional(self, rows: jax.Array, click: jax.Array, mask: jax.Array) -> jax.Array:
+    @classmethod
+    def globals(cls, K: int) -> dict[str, tuple[tuple[int, ...], float]]:
+        """The learned global parameters: name -> (shape, starting logit)."""
+        return {}
+
+    @classmethod
+    def conditional(cls, p: Params, click: jax.Array, mask: jax.Array) -> jax.Array:
         raise NotImplementedError
 
-    def marginal(self, rows: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    @classmethod
+    def marginal(cls, p: Params, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
         raise NotImplementedError
 
-    def __call__(self, rows: jax.Array, click: jax.Array, mask: jax.Array) -> jax.Array:
-        return self.conditional(rows, click, mask)
+    @classmethod
+    def log_likelihood(cls, p: Params, click: jax.Array, mask: jax.Array) -> jax.Array:
+        """log P(the session's clicks) [B]: the chain rule over the conditionals."""
+        return (bernoulli_ll(cls.conditional(p, click, mask), click) * mask).sum(axis=1)
+
+    @classmethod
+    def examination(cls, p: Params, mask: jax.Array) -> jax.Array:
+        """P(E_k = 1) [B, K] for the lists given: the examination curve (the same for every list
+        where examination depends on the rank alone)."""
+        return cls.marginal(p, mask)[1] * mask
+
+    @classmethod
+    def sample(cls, p: Params, mask: jax.Array, u: jax.Array) -> jax.Array:
+        """Clicks [B, K] float32, rank by rank from `conditional` given the clicks drawn above, which is
+        exact for every model. A probability at the likelihood floor IMPOSSIBLE is a zero here."""
+        def draw(prob, u_k, m_k):
+            return ((u_k < prob) & (prob > IMPOSSIBLE) & m_k).astype(jnp.float32)
+        if cls.independent:
+            return draw(cls.conditional(p, jnp.zeros(u.shape, jnp.float32), mask), u, mask)
+        # zeros that depend on u: XLA would otherwise constant-fold each rank's pass
+        click = jnp.where(u < 0.0, 1.0, 0.0).astype(jnp.float32)
+        for k in range(u.shape[1]):
+            # P(C_k | above) reads ranks 1..k only, so each pass sees just those columns
+            upto = {name: (v[:, : k + 1] if name in cls.pair_tables else v) for name, v in p.items()}
+            prob = cls.conditional(upto, click[:, : k + 1], mask[:, : k + 1])[:, k]
+            click = click.at[:, k].set(draw(prob, u[:, k], mask[:, k]))
+        return click
+
+    @classmethod
+    def simulation_params(cls, s: Mapping[str, Any], labels: np.ndarray, K: int) -> dict[str, np.ndarray]:
+        """Parameters for simulated users: attraction (and satisfaction) from the graded labels
+        [N, K] with the settings' end points, the globals from the settings."""
+        raise NotImplementedError
 
     @staticmethod
     def replay(params: dict[str, Any]) -> dict[str, Any]:
-        """The simulator (`ultr.simulation.click_models` name and settings) that replays this
-        model's global parameters, attraction coming from labels."""
+        """The simulation settings (name and values) that replay a fit's global parameters (logits),
+        attraction coming from labels."""
         raise NotImplementedError
 
     @staticmethod
@@ -158,6 +196,33 @@ class ClickModel(nn.Module):
     def em_examination(e: np.ndarray, K: int) -> np.ndarray:
         """EM's examination estimates (one per key) in the shape of the `examination` parameter."""
         raise NotImplementedError
+
+
+# Eye-tracking examination probabilities of positions 1..10 (Joachims et al. 2005), used by the
+# field's standard PBM simulation (Ai et al. 2018; ULTRA).
+EYE_TRACKING_THETA = (0.68, 0.61, 0.48, 0.34, 0.28, 0.20, 0.11, 0.10, 0.08, 0.06)
+CURVES = ("eye_tracking", "inverse")
+
+
+def graded(labels: np.ndarray, y_max: int, lo: float, hi: float) -> np.ndarray:
+    """lo + (hi - lo) (2^y - 1) / (2^y_max - 1): a grade's attraction (or satisfaction) between two end points."""
+    grades = np.arange(y_max + 1, dtype=np.float64)
+    per_grade = lo + (hi - lo) * (np.exp2(grades) - 1.0) / (2.0**y_max - 1.0)
+    return per_grade[np.clip(labels, 0, y_max)]  # a lookup per item: the labels arrive as millions of slots
+
+
+def per_rank(values: Any, K: int) -> np.ndarray:
+    """A per-rank list read at ranks 1..K; ranks past its end reuse its last value."""
+    v = np.asarray(values, np.float64)
+    return v[np.minimum(np.arange(K), len(v) - 1)]
+
+
+def theta_curve(K: int, curve: str, eta: float) -> np.ndarray:
+    """Examination at ranks 1..K: eye-tracking theta_k (past 10: the last value) or 1/k, to the power eta."""
+    if curve not in CURVES:
+        raise DataError(f"click_model.curve={curve!r}; use one of {list(CURVES)}")
+    base = 1.0 / np.arange(1, K + 1) if curve == "inverse" else per_rank(EYE_TRACKING_THETA, K)
+    return base ** float(eta)
 
 
 def probs(logits: jax.Array) -> jax.Array:

@@ -17,7 +17,7 @@ import time
 import jax.numpy as jnp
 import numpy as np
 
-from ultr.click_models.base import ClickModel
+from ultr.click_models.module import FitModule as ClickModel
 from ultr.click_models.data import SessionLog
 from ultr.click_models.fit import FitSettings, Fitted, init_params
 from ultr.errors import DataError
@@ -29,7 +29,7 @@ def _cells(model: ClickModel, log: SessionLog) -> tuple[np.ndarray, np.ndarray, 
     K = model.positions
     parts = []
     for rows, click, mask in log.chunks():
-        key = model.em_keys(click)
+        key = model.model.em_keys(click)
         cell = rows[mask].astype(np.int64) * (K * K) + key[mask]
         uniq, inv = np.unique(cell, return_inverse=True)
         parts.append((uniq, np.bincount(inv).astype(np.float64), np.bincount(inv, weights=click[mask]).astype(np.float64)))
@@ -60,7 +60,7 @@ def _examination_em(model: ClickModel, train: SessionLog, params: dict, iteratio
     K = model.positions
     e, a = exam_attraction_em(row, key, n, c, model.rows, K * K, iterations)
     params["attraction"] = _pair_table(a, np.bincount(row, weights=n, minlength=model.rows))
-    params["examination"] = _logit(model.em_examination(e, K))
+    params["examination"] = _logit(model.model.em_examination(e, K))
     return iterations, 1
 
 
@@ -77,7 +77,7 @@ def _satisfaction_em(model: ClickModel, train: SessionLog, params: dict, iterati
         sums = np.zeros((4, model.rows))
         num = den = 0.0
         for rows, click, mask in train.chunks():
-            post_a, post_s, go_on, chances = model.em_posteriors(a[rows], s[rows], gamma, click, mask)
+            post_a, post_s, go_on, chances = model.model.em_posteriors(a[rows], s[rows], gamma, click, mask)
             r = rows[mask]
             for i, w in enumerate((post_a[mask], post_s[mask], np.ones(r.size), click[mask].astype(np.float64))):
                 sums[i] += np.bincount(r, weights=w, minlength=model.rows)
@@ -97,7 +97,7 @@ def _satisfaction_em(model: ClickModel, train: SessionLog, params: dict, iterati
 
 
 def has_closed_form(model: ClickModel) -> bool:
-    return model.em_keys(np.zeros((1, model.positions), np.int8)) is not None or model.em_posteriors is not None
+    return model.model.em_keys(np.zeros((1, model.positions), np.int8)) is not None or model.model.em_posteriors is not None
 
 
 def check_em(model: ClickModel, name: str) -> None:
@@ -108,7 +108,7 @@ def check_em(model: ClickModel, name: str) -> None:
 
 def fit_em(model: ClickModel, train: SessionLog, s: FitSettings, name: str, iterations: int = 200) -> Fitted:
     check_em(model, name)
-    closed = model.em_keys(np.zeros((1, model.positions), np.int8)) is not None
+    closed = model.model.em_keys(np.zeros((1, model.positions), np.int8)) is not None
     start = time.perf_counter()
     params = init_params(model, 1, s.seed)
     done, passes = (_examination_em if closed else _satisfaction_em)(model, train, params["params"], iterations)

@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ultr.click_models.base import ClickModel, bernoulli_ll
+from ultr.click_models.base import bernoulli_ll
+from ultr.click_models.module import FitModule as ClickModel
 from ultr.click_models.data import SessionLog
 
 SUMS = ("ll", "ll_marginal", "count", "predicted", "clicks")

@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ultr.click_models.base import ClickModel, bernoulli_ll
+from ultr.click_models.base import bernoulli_ll
+from ultr.click_models.module import FitModule as ClickModel
 from ultr.click_models.data import SessionLog
 from ultr.click_models.evaluate import accumulate, eval_step, mean_ll
 from ultr.errors import DataError

@@ -11,8 +11,8 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-from ultr.click_models.models import get
-from ultr.click_models.base import ClickModel
+from ultr.click_models.models import get, names as model_names
+from ultr.click_models.module import FitModule as ClickModel, module
 from ultr.click_models.data import SessionLog, rows_in, train_rows
 from ultr.click_models.em import check_em, fit_em
 from ultr.click_models.evaluate import evaluate
@@ -86,7 +86,10 @@ def check_inputs(cfg: Mapping[str, Any], names: list[str]) -> None:
     if how not in ("gradient", "em"):
         raise DataError(f"fit.method={how!r}; use gradient or em")
     for n in names:
-        model = get(n)(rows=1, positions=int(cfg["etl"]["list_size"]))  # an unknown name fails here
+        model = module(get(n), 1, int(cfg["etl"]["list_size"]))  # an unknown name fails here
+        if not model.model.fittable:
+            raise DataError(f"click model {n} describes simulated users and is not fitted to logs; "
+                            f"fit one of {', '.join(model_names(fittable=True))}")
         if how == "em":
             check_em(model, n)
     for log, what in ((cfg["log"], "log.path"), (test_log_config(cfg), "test.path")):
@@ -111,7 +114,7 @@ def prepare(cfg: Mapping[str, Any], run_dir: Path) -> Prepared:
 
 
 def fit_one(name: str, cfg: Mapping[str, Any], data: Prepared) -> tuple[ClickModel, Fitted]:
-    model = get(name)(rows=data.rows, positions=data.positions)
+    model = module(get(name), data.rows, data.positions)
     how = cfg["fit"].get("method", "gradient")
     if how == "em":
         return model, fit_em(model, data.train, settings(cfg), name)

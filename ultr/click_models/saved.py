@@ -14,7 +14,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from ultr.click_models.models import get
-from ultr.click_models.base import ClickModel
+from ultr.click_models.module import FitModule as ClickModel, module
 from ultr.click_models.fit import init_params
 from ultr.data.io import write_json
 from ultr.errors import DataError
@@ -36,7 +36,7 @@ def save(model: ClickModel, params: Any, out: Path, info: Mapping[str, Any], cur
     write_json({"model": model.key, "positions": list(range(1, len(curve) + 1)), "examination": curve.tolist(),
                 "relative": relative.tolist(), "source": info.get("source")}, out / "propensities.json")
     write_json({"model": model.key, "rows": model.rows, "positions": model.positions,
-                "simulator": _lists(model.replay(params["params"])), **info}, out / "model.json")
+                "simulator": _lists(model.model.replay(params["params"])), **info}, out / "model.json")
 
 
 def model_dir(path: str | Path) -> Path:
@@ -55,7 +55,7 @@ def load_info(path: str | Path) -> dict[str, Any]:
 def load(path: str | Path) -> tuple[ClickModel, Any]:
     """The fitted model and all its parameters (orbax restore into a freshly initialised tree)."""
     info = load_info(path)
-    model = get(info["model"])(rows=int(info["rows"]), positions=int(info["positions"]))
+    model = module(get(info["model"]), int(info["rows"]), int(info["positions"]))
     like = init_params(model, 1, 0)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     with ocp.StandardCheckpointer() as ckpt:

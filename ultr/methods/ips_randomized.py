@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ultr.errors import DataError
 from ultr.methods._ips import IpsMethod
-from ultr.simulation.click_models import click_model_from_config
+from ultr.click_models.simulator import click_model_from_config
 from ultr.simulation.simulate import randomized_propensity
 
 

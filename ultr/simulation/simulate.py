@@ -14,7 +14,7 @@ from ultr.data.clicklog import ClickLogBlock, write_click_log
 from ultr.data.io import write_json
 from ultr.data.letor import FeatureTable
 from ultr.errors import DataError
-from ultr.simulation.click_models import ClickModel
+from ultr.click_models.simulator import Simulator as ClickModel
 from ultr.simulation.logging_policy import Candidates, LinearPolicy, PlackettLuce, fit_linear_policy, rank_candidates
 
 
@@ -86,7 +86,6 @@ def simulate_sessions(
         q = q + len(uq) * session_rng.integers(0, len(lists), size=sessions)
     log = SimulatedLog(np.tile(uq, len(lists)), displayed, q, np.zeros((sessions, list_size), np.int8), policy_queries,
                        np.full((sessions, list_size), -1, np.int32) if samplers else None)
-    positions = np.arange(1, list_size + 1)
     for lo in range(0, sessions, CHUNK_SESSIONS):
         block = slice(lo, min(sessions, lo + CHUNK_SESSIONS))
         if samplers:
@@ -94,7 +93,7 @@ def simulate_sessions(
         shown = log.session_lists(block)
         m = shown >= 0
         labels = np.where(m, features.labels[np.maximum(shown, 0)], 0)
-        log.clicks[block] = click_model.sample(labels, np.broadcast_to(positions, shown.shape), m, session_rng)
+        log.clicks[block] = click_model.sample(labels, m, session_rng)
         if progress is not None:
             progress(block.stop - block.start)
     return log
@@ -135,7 +134,7 @@ def randomized_propensity(features: FeatureTable, click_model: ClickModel, *, se
     shown = np.take_along_axis(shown, np.argsort(keys, axis=1), axis=1)
     mask = shown >= 0
     labels = np.where(mask, features.labels[np.maximum(shown, 0)], 0)
-    clicks = click_model.sample(labels, np.broadcast_to(np.arange(1, list_size + 1), shown.shape), mask, rng)
+    clicks = click_model.sample(labels, mask, rng)
     ctr = clicks.sum(axis=0) / np.maximum(mask.sum(axis=0), 1)
     return ctr / ctr[0]
 
@@ -170,7 +169,7 @@ def true_propensities(click_model: ClickModel, log: SimulatedLog, features: Feat
         shown = log.session_lists(slice(lo, lo + CHUNK_SESSIONS))
         mask = shown >= 0
         labels = np.where(mask, features.labels[np.maximum(shown, 0)], 0)
-        exam += click_model.examination_probability(labels, np.broadcast_to(np.arange(1, k + 1), shown.shape), mask).sum(axis=0)
+        exam += click_model.examination_probability(labels, mask).sum(axis=0)
         shown_at += mask.sum(axis=0)
     exam = exam / np.maximum(shown_at, 1)
     out: dict[str, Any] = {
@@ -178,8 +177,8 @@ def true_propensities(click_model: ClickModel, log: SimulatedLog, features: Feat
         "examination": [float(v) for v in exam],
         "relative": [float(v) for v in exam / exam[0]],
     }
-    if hasattr(click_model, "affine"):
-        alpha, beta = click_model.affine(np.arange(1, k + 1))
+    if click_model.affine(k) is not None:
+        alpha, beta = click_model.affine(k)
         out["affine"] = {"alpha": [float(a) for a in alpha], "beta": [float(b) for b in beta]}
     return out
 

@@ -1,4 +1,5 @@
-"""The click models, one module per model, looked up by name (`key`)."""
+"""The click models, one module per model, looked up by name (`key`). Each is the one definition
+used to simulate, fit, replay and learn online (see `ultr.click_models.base`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pkgutil
 from ultr.click_models.base import ClickModel
 from ultr.errors import DataError
 
+
 def _discover() -> dict[str, type[ClickModel]]:
     found: dict[str, type[ClickModel]] = {}
     for info in pkgutil.iter_modules(__path__):
@@ -16,6 +18,8 @@ def _discover() -> dict[str, type[ClickModel]]:
         module = importlib.import_module(f"{__name__}.{info.name}")
         for obj in vars(module).values():
             if isinstance(obj, type) and issubclass(obj, ClickModel) and obj.__module__ == module.__name__ and obj.key:
+                if obj.key in found:
+                    raise RuntimeError(f"click model {obj.key!r} is defined twice: {found[obj.key].__module__} and {module.__name__}")
                 found[obj.key] = obj
     return found
 
@@ -23,8 +27,9 @@ def _discover() -> dict[str, type[ClickModel]]:
 MODELS = _discover()
 
 
-def names() -> list[str]:
-    return sorted(MODELS)
+def names(fittable: bool | None = None) -> list[str]:
+    """Every model's key, or those `pipelines.click_models` fits (fittable=True)."""
+    return sorted(k for k, m in MODELS.items() if fittable is None or m.fittable == fittable)
 
 
 def get(name: str) -> type[ClickModel]:

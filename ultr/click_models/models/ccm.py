@@ -5,10 +5,10 @@ click on a result of relevance a with tau_2 (1 - a) + tau_3 a. Attraction is the
 
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
+import numpy as np
 
-from ultr.click_models.base import ClickModel, PairTable, chain_examination, probs, shifted_cumprod
+from ultr.click_models.base import ClickModel, chain_examination, graded, shifted_cumprod
 
 
 class CCM(ClickModel):
@@ -16,19 +16,26 @@ class CCM(ClickModel):
     paper = "Guo et al., WWW 2009"
     pair_init = 1.0
     chain_loop_from = 1024  # its loop is faster than its scan from the smallest batch measured
+    settings = {"eps_neg": 0.1, "eps_pos": 1.0, "tau": (0.9, 0.5, 0.1)}
 
-    def setup(self) -> None:
-        self.attraction = PairTable(self.rows, self.pair_init)
-        self.tau = self.param("tau", nn.initializers.zeros, (3,))  # chosen with pair_init
+    @classmethod
+    def globals(cls, K):
+        return {"tau": ((3,), 0.0)}  # the start was chosen with pair_init
 
-    def marginal(self, rows: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-        a, (t1, t2, t3) = self.attraction(rows) * mask, probs(self.tau)
+    @classmethod
+    def marginal(cls, p, mask):
+        a, (t1, t2, t3) = p["attraction"] * mask, p["tau"]
         exam = shifted_cumprod((1.0 - a) * t1 + a * (t2 * (1.0 - a) + t3 * a))
         return exam * a, exam
 
-    def conditional(self, rows: jax.Array, click: jax.Array, mask: jax.Array) -> jax.Array:
-        a, (t1, t2, t3) = self.attraction(rows) * mask, probs(self.tau)
-        return chain_examination(a, click, t1, lambda k: t2 * (1.0 - a[:, k]) + t3 * a[:, k], self.chain_loop_from) * a
+    @classmethod
+    def conditional(cls, p, click, mask):
+        a, (t1, t2, t3) = p["attraction"] * mask, p["tau"]
+        return chain_examination(a, click, t1, lambda k: t2 * (1.0 - a[:, k]) + t3 * a[:, k], cls.chain_loop_from) * a
+
+    @classmethod
+    def simulation_params(cls, s, labels, K):
+        return {"attraction": graded(labels, s["y_max"], s["eps_neg"], s["eps_pos"]), "tau": np.asarray(s["tau"], np.float64)}
 
     @staticmethod
     def replay(params):

@@ -1,17 +1,17 @@
 """Dynamic Bayesian network model (Chapelle and Zhang, WWW 2009): a click at rank k satisfies the
 user with sigma_qd, an unsatisfied user goes on with gamma (one global parameter).
   P(E_{k+1} | click at k) = gamma (1 - s_k),  P(E_{k+1} | skip at k) = gamma P(E_k | above) (1 - a_k) / (1 - P(E_k | above) a_k)
-  P(E_{k+1}) = P(E_k) gamma (1 - a_k s_k)"""
+  P(E_{k+1}) = P(E_k) gamma (1 - a_k s_k)
+Simulation: satisfaction from the labels with its own end points (sat_neg, sat_pos)."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ultr.click_models.base import ClickModel, PairTable, chain_examination, probs, shifted_cumprod
+from ultr.click_models.base import ClickModel, chain_examination, graded, shifted_cumprod
 from ultr.click_models.em_dbn import dbn_posteriors
 
 
@@ -20,26 +20,34 @@ class DBN(ClickModel):
     paper = "Chapelle and Zhang, WWW 2009"
     pair_tables = ("attraction", "satisfaction")
     fixed_continuation: ClassVar[bool] = False
+    settings = {"eps_neg": 0.1, "eps_pos": 1.0, "gamma": 0.9, "sat_neg": 0.0, "sat_pos": 1.0}
 
-    def setup(self) -> None:
-        self.attraction = PairTable(self.rows, self.pair_init)
-        self.satisfaction = PairTable(self.rows, self.pair_init)
-        if not self.fixed_continuation:
-            self.continuation = self.param("continuation", nn.initializers.constant(2.0), ())
+    @classmethod
+    def globals(cls, K):
+        return {} if cls.fixed_continuation else {"continuation": ((), 2.0)}
 
-    def _gamma(self) -> jax.Array:
-        return jnp.ones(()) if self.fixed_continuation else probs(self.continuation)
+    @classmethod
+    def _gamma(cls, p):
+        return jnp.ones(()) if cls.fixed_continuation else p["continuation"]
 
-    def marginal(self, rows: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-        a, s = self.attraction(rows) * mask, self.satisfaction(rows)
-        exam = shifted_cumprod(self._gamma() * (1.0 - a * s))
+    @classmethod
+    def marginal(cls, p, mask):
+        a, s = p["attraction"] * mask, p["satisfaction"]
+        exam = shifted_cumprod(cls._gamma(p) * (1.0 - a * s))
         return exam * a, exam
 
-    def conditional(self, rows: jax.Array, click: jax.Array, mask: jax.Array) -> jax.Array:
-        a, s, gamma = self.attraction(rows) * mask, self.satisfaction(rows), self._gamma()
-        return chain_examination(a, click, gamma, lambda k: gamma * (1.0 - s[:, k]), self.chain_loop_from) * a
+    @classmethod
+    def conditional(cls, p, click, mask):
+        a, s, gamma = p["attraction"] * mask, p["satisfaction"], cls._gamma(p)
+        return chain_examination(a, click, gamma, lambda k: gamma * (1.0 - s[:, k]), cls.chain_loop_from) * a
 
     em_posteriors = staticmethod(dbn_posteriors)
+
+    @classmethod
+    def simulation_params(cls, s, labels, K):
+        out = {"attraction": graded(labels, s["y_max"], s["eps_neg"], s["eps_pos"]),
+               "satisfaction": graded(labels, s["y_max"], s["sat_neg"], s["sat_pos"])}
+        return out if cls.fixed_continuation else {**out, "continuation": float(s["gamma"])}
 
     @staticmethod
     def replay(params):

@@ -3,29 +3,39 @@ P(C_k = 1) = gamma_k alpha_qd, examination and attraction independent, clicks in
 
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ultr.click_models.base import ClickModel, PairTable, probs
+from ultr.click_models.base import ClickModel, graded, per_rank, theta_curve
 
 
 class PBM(ClickModel):
     key = "pbm"
     paper = "Craswell et al., WSDM 2008"
     pair_init = 1.0
+    independent = True
+    settings = {"eta": 1.0, "eps_neg": 0.1, "eps_pos": 1.0, "curve": "eye_tracking",
+                "theta": None}  # theta: examination per rank (a fit's), replaces `curve`
 
-    def setup(self) -> None:
-        self.attraction = PairTable(self.rows, self.pair_init)
-        self.examination = self.param("examination", nn.initializers.zeros, (self.positions,))
+    @classmethod
+    def globals(cls, K):
+        return {"examination": ((K,), 0.0)}
 
-    def marginal(self, rows: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-        exam = jnp.broadcast_to(probs(self.examination)[None, : rows.shape[1]], rows.shape)
-        return exam * self.attraction(rows) * mask, exam
+    @classmethod
+    def marginal(cls, p, mask):
+        exam = jnp.broadcast_to(p["examination"][None, : mask.shape[1]], mask.shape)
+        return exam * p["attraction"] * mask, exam
 
-    def conditional(self, rows: jax.Array, click: jax.Array, mask: jax.Array) -> jax.Array:
-        return self.marginal(rows, mask)[0]  # clicks are independent given the pair and the rank
+    @classmethod
+    def conditional(cls, p, click, mask):
+        return cls.marginal(p, mask)[0]  # clicks are independent given the pair and the rank
+
+    @classmethod
+    def simulation_params(cls, s, labels, K):
+        theta = theta_curve(K, s["curve"], 1.0) if s["theta"] is None else per_rank(s["theta"], K)
+        return {"attraction": graded(labels, s["y_max"], s["eps_neg"], s["eps_pos"]),
+                "examination": theta ** float(s["eta"])}
 
     @staticmethod
     def replay(params):
