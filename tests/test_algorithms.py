@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ultr.algorithms.dla import dla_loss, inverse_weights
-from ultr.algorithms.listwise import masked_log_softmax, softmax_cross_entropy
-from ultr.algorithms.naive import naive_loss, oracle_loss
+from ultr.losses.dla import dla_loss, inverse_weights
+from ultr.losses.listwise import masked_log_softmax, softmax_cross_entropy
+from ultr.losses.naive import naive_loss, oracle_loss
 
 POS = jnp.array([[1, 2, 3]])
 ALL = jnp.ones((1, 3), bool)

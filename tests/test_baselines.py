@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ultr.algorithms.click_models import rem_loss, two_tower_loss
-from ultr.algorithms.dla import dla_loss, inverse_weights
-from ultr.algorithms.ips import affine_loss, ips_loss, ips_weights
-from ultr.algorithms.pairwise import bias_ratios, pairwise_debiasing_loss
+from ultr.losses.towers import rem_loss, two_tower_loss
+from ultr.losses.dla import dla_loss, inverse_weights
+from ultr.losses.ips import affine_loss, ips_loss, ips_weights
+from ultr.losses.pairwise import bias_ratios, pairwise_debiasing_loss
 
 LN2, LN3 = math.log(2), math.log(3)
 POS3 = jnp.array([[1, 2, 3]])
@@ -118,7 +118,7 @@ DR_R = jnp.array([[0.5, 0.2, 0.8]])  # the direct method's relevance
 
 
 def test_dr_targets_golden():
-    from ultr.algorithms.doubly_robust import dr_targets
+    from ultr.losses.doubly_robust import dr_targets
 
     zero = jnp.zeros((1, 3))
     # shown: R + (C - A R)/A = C / A -> 3/4 and 0/2; never shown: the DM's 0.8
@@ -134,7 +134,7 @@ def test_dr_targets_golden():
 
 
 def test_dr_loss_golden_and_gradients():
-    from ultr.algorithms.doubly_robust import dm_loss, dr_loss
+    from ultr.losses.doubly_robust import dm_loss, dr_loss
 
     zero = jnp.zeros((1, 3))
     # DM logits 0 -> R = .5: p = (A R)/N = [.2, .1]; d3 is never shown and adds nothing.
@@ -160,7 +160,7 @@ def test_dr_loss_golden_and_gradients():
 def test_exposure_arrays_counts_and_unbiased_targets():
     """Aggregation by hand on two sessions, then a PBM simulation: C/A recovers P(R=1|d) for every
     shown document, and never-shown documents carry no evidence."""
-    from ultr.algorithms.doubly_robust import dr_targets
+    from ultr.losses.doubly_robust import dr_targets
     from ultr.data.batching import QueryLists, Sessions, exposure_arrays
 
     q = QueryLists(np.array(["q1", "q2"], dtype=object), np.array([[0, 1, 2], [3, 0, 0]], np.int32),
@@ -190,7 +190,7 @@ def test_exposure_arrays_counts_and_unbiased_targets():
 def test_dr_without_direct_method_is_aggregated_affine():
     """direct=False: no regression model; the targets are the aggregated affine/IPS estimates
     (C - B) / A of the shown documents, and never-shown documents leave the softmax."""
-    from ultr.algorithms.doubly_robust import dr_loss
+    from ultr.losses.doubly_robust import dr_loss
 
     zero = jnp.zeros((1, 3))
     b = jnp.array([[1.0, 1.0, 0.0]])
@@ -228,8 +228,8 @@ def test_affine_targets_need_the_sessions_without_clicks():
 def test_affine_log_loss_golden():
     """Aggregated affine correction: targets (C - B)/A = [.5, -.5 -> 0] of the shown documents,
     d3 (never shown) leaves the softmax: the same as DR without its direct method."""
-    from ultr.algorithms.doubly_robust import dr_loss
-    from ultr.algorithms.ips import affine_log_loss
+    from ultr.losses.doubly_robust import dr_loss
+    from ultr.losses.ips import affine_log_loss
 
     b = jnp.array([[1.0, 1.0, 0.0]])
     s = jnp.array([[LN2, 0.0, 0.0]])
@@ -271,7 +271,7 @@ def test_rem_closed_form_m_step_golden():
     gamma = theta = sigmoid(0) = .5; a click gives 1, a skip theta (1 - gamma) / (1 - theta gamma)
     = .25 / .75 = 1/3. Two sessions: position 1 clicked and skipped (mean 2/3), position 2 skipped
     twice (1/3). One train step from theta = .5 with momentum .9 moves to .9 * .5 + .1 * mean."""
-    from ultr.algorithms.click_models import rem_position_posteriors
+    from ultr.losses.towers import rem_position_posteriors
     from pipelines.config import default_config
     from ultr.train.build import build_steps
 

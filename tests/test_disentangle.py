@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ultr import methods
-from ultr.algorithms.disentangle import adversarial_loss, reverse_gradient
+from ultr.losses.disentangle import adversarial_loss, reverse_gradient
 from ultr.errors import DataError
 from ultr.methods import Parts
 from ultr.models.propensity import PositionPropensity

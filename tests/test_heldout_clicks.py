@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.config import default_config
 from tests.conftest import EMBEDDED_MQ2008
-from ultr.algorithms.click_models import tower_click_probability
+from ultr.losses.towers import tower_click_probability
 from ultr.experiment import run_experiment
 from ultr.heldout_clicks import HeldOutClicks, simulate_heldout, true_model_scores
 from ultr.click_models.simulator import click_model_from_config

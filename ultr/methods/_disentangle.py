@@ -1,5 +1,5 @@
 """What DLA and the two-tower model share: a bias tower whose output can be disentangled from
-relevance (`ultr.algorithms.disentangle`): observation dropout and gradient reversal, each off by
+relevance (`ultr.losses.disentangle`): observation dropout and gradient reversal, each off by
 default and switched on by its setting."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ultr.algorithms.disentangle import adversarial_loss
+from ultr.losses.disentangle import adversarial_loss
 from ultr.errors import DataError
 from ultr.methods.base import Parts, TowerMethod
 from ultr.models.ranker import dropout

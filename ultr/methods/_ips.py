@@ -3,7 +3,7 @@ propensities come from (`known`)."""
 
 from __future__ import annotations
 
-from ultr.algorithms.ips import ips_loss
+from ultr.losses.ips import ips_loss
 from ultr.methods.base import KnownPropensityMethod, optional_float
 
 

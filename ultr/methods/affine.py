@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ultr.algorithms.ips import affine_log_loss, affine_loss
+from ultr.losses.ips import affine_log_loss, affine_loss
 from ultr.errors import DataError
 from ultr.methods.base import LISTS, SESSIONS, Method
 

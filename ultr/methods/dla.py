@@ -1,10 +1,10 @@
 """DLA (Ai et al., SIGIR 2018): the ranker and a propensity tower, each trained on the other's
-inverse weights; the loss lives in `ultr.algorithms.dla`. The propensity tower can be disentangled
+inverse weights; the loss lives in `ultr.losses.dla`. The propensity tower can be disentangled
 from relevance (observation dropout, gradient reversal: `ultr.methods._disentangle`)."""
 
 from __future__ import annotations
 
-from ultr.algorithms.dla import dla_loss
+from ultr.losses.dla import dla_loss
 from ultr.methods._disentangle import DISENTANGLE_DEFAULTS, DisentangledTowerMethod
 from ultr.methods.base import optional_float
 

@@ -4,7 +4,7 @@
 For each list, every (clicked i, unclicked j) pair scores -w_i sigmoid(s_i - s_j): the clicked
 item's inverse propensity weight (for the ranker) or inverse relevance weight (for the propensity
 tower) times the probability that it is ranked above the unclicked one, summed and divided by
-the number of lists. The weights are DLA's (`ultr.algorithms.dla.inverse_weights`), constants for
+the number of lists. The weights are DLA's (`ultr.losses.dla.inverse_weights`), constants for
 the tower they weight. Deviation: ULTRA's loop counts its first pair twice; here each pair counts once."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ultr.algorithms.dla import inverse_weights
+from ultr.losses.dla import inverse_weights
 from ultr.methods.base import optional_float
 from ultr.methods.dla import Dla
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ultr.algorithms.doubly_robust import dr_loss
+from ultr.losses.doubly_robust import dr_loss
 from ultr.errors import DataError
 from ultr.methods.base import LISTS, Method, gradient_update, optional_float
 from ultr.models.ranker import MLPRanker

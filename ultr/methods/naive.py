@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ultr.algorithms.naive import naive_loss
+from ultr.losses.naive import naive_loss
 from ultr.methods.base import Method
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ultr.algorithms.naive import oracle_loss
+from ultr.losses.naive import oracle_loss
 from ultr.methods.base import LABELS, Method
 
 

@@ -1,11 +1,11 @@
 """Pairwise debiasing (Hu et al., WWW 2019): a pairwise loss divided by position biases t+ and t-
-that are re-estimated in closed form from the same pairs (`ultr.algorithms.pairwise`)."""
+that are re-estimated in closed form from the same pairs (`ultr.losses.pairwise`)."""
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 
-from ultr.algorithms.pairwise import bias_ratios, pairwise_debiasing_loss
+from ultr.losses.pairwise import bias_ratios, pairwise_debiasing_loss
 from ultr.methods.base import Method
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ultr.algorithms.click_models import rem_loss, rem_position_posteriors, tower_click_probability
+from ultr.losses.towers import rem_loss, rem_position_posteriors, tower_click_probability
 from ultr.errors import DataError
 from ultr.methods.base import TowerMethod, gradient_update, option
 

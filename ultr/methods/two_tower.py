@@ -5,7 +5,7 @@ Its position tower can be disentangled from relevance as Zhang et al. (KDD 2023)
 
 from __future__ import annotations
 
-from ultr.algorithms.click_models import tower_click_probability, two_tower_loss
+from ultr.losses.towers import tower_click_probability, two_tower_loss
 from ultr.methods._disentangle import DISENTANGLE_DEFAULTS, DisentangledTowerMethod
 from ultr.methods.base import option
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ultr.algorithms.listwise import masked_log_softmax, softmax_cross_entropy
+from ultr.losses.listwise import masked_log_softmax, softmax_cross_entropy
 
 
 def ips_weights(position: jax.Array, propensity: jax.Array, mask: jax.Array, max_weight: float | None = None) -> jax.Array:

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ultr.algorithms.listwise import masked_log_softmax, softmax_cross_entropy
+from ultr.losses.listwise import masked_log_softmax, softmax_cross_entropy
 from ultr.errors import DataError
 
 

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ultr.algorithms.listwise import softmax_cross_entropy
+from ultr.losses.listwise import softmax_cross_entropy
 
 
 class DrLoss(NamedTuple):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax
 
-from ultr.algorithms.listwise import softmax_cross_entropy
+from ultr.losses.listwise import softmax_cross_entropy
 
 
 def naive_loss(scores: jax.Array, clicks: jax.Array, mask: jax.Array) -> jax.Array:
