@@ -6,28 +6,19 @@ examination_k, so that their product is the matrix entry."""
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 
-from ultr.click_models.base import ClickModel
+from ultr.click_models.models.pbm import PBM
 from ultr.errors import DataError
 
 
-class Matrix(ClickModel):
+class Matrix(PBM):
+    """PBM's probabilities (examination x a per-item table), with the table per (grade, rank)."""
+
     key = "matrix"
     paper = "a click-probability table per (grade, rank)"
-    independent = True
     fittable = False
     settings = {"matrix": ()}
-
-    @classmethod
-    def marginal(cls, p, mask):
-        exam = jnp.broadcast_to(p["examination"][None, : mask.shape[1]], mask.shape)
-        return exam * p["attraction"] * mask, exam
-
-    @classmethod
-    def conditional(cls, p, click, mask):
-        return cls.marginal(p, mask)[0]
 
     @classmethod
     def simulation_params(cls, s, labels, K):
