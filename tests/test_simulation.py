@@ -96,7 +96,7 @@ def test_sessions_show_only_train_queries_and_top_k(features):
 
 
 # --- every click model: the sampler's click rate per (rank, grade) matches the closed form.
-from ultr.click_models.models import names  # noqa: E402
+from ultr.click_models.models import get, names  # noqa: E402
 
 SETTINGS = {
     "cascade": {}, "dcm": {}, "ubm": {"decay": 0.8}, "trust": {},
@@ -182,3 +182,37 @@ def test_mixture_conditional_is_the_class_posterior():
         want = (like / like.sum() * e[:, 1] * 0.9).sum()
         got = Mixture.conditional(p, jnp.asarray([[c1, 0.0]]), jnp.ones((1, 2), bool))
         np.testing.assert_allclose(float(got[0, 1]), want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("case", sorted(c for c in SETTINGS if not get(c.split("/")[0]).independent))
+def test_steps_fed_the_observed_clicks_give_the_conditional(case):
+    """The sampler's rank-by-rank form and the likelihood's `conditional` are one model: fed the same
+    clicks, the steps give P(C_k | clicks above) at every rank (cascade: 0 where the likelihood keeps
+    its IMPOSSIBLE floor). Attraction stays below 1, so that every click pattern fed is possible."""
+    import jax.numpy as jnp
+    name = case.split("/")[0]
+    below_one = {"eps_pos": 0.9} if "eps_pos" in get(name).settings else {}
+    model = make_click_model(name, y_max=2, **{**SETTINGS[case], **below_one})
+    rng = np.random.default_rng(5)
+    n, k = 2000, 5
+    labels = rng.integers(0, 3, size=(n, k))
+    mask = jnp.asarray(np.arange(k)[None, :] < rng.integers(1, k + 1, size=(n, 1)))
+    click = jnp.asarray((rng.random((n, k)) < 0.4) * np.asarray(mask), jnp.float32)
+    p = model.params(labels)
+    stepped, fed = model.model.stepped(p, mask, lambda j, prob: click[:, j])
+    np.testing.assert_array_equal(np.asarray(fed), np.asarray(click))
+    want = np.asarray(model.model.conditional(p, click, mask))
+    np.testing.assert_allclose(np.asarray(stepped) * np.asarray(mask), want * np.asarray(mask), atol=2e-6)
+
+
+@pytest.mark.parametrize("case", sorted(SETTINGS))
+def test_parameters_per_grade_and_rank_are_the_models_own(case):
+    """The simulator reads per-item parameters from [grade, rank] tables: the same values as the
+    model's simulation_params on the labels themselves (item parameters depend on grade and rank alone)."""
+    model = make_click_model(case.split("/")[0], y_max=2, **SETTINGS[case])
+    labels = np.random.default_rng(1).integers(0, 3, size=(50, 7))
+    direct = model.model.simulation_params(model.settings, labels, 7)
+    got = model.params(labels)
+    assert set(got) == set(direct)
+    for k, v in direct.items():
+        np.testing.assert_array_equal(np.asarray(got[k]), np.asarray(v, np.float32), err_msg=k)

@@ -11,7 +11,7 @@ from tests.conftest import EMBEDDED_MQ2008, ROOT
 from ultr.aggregate import aggregate, paired_p_value, pooled
 from pipelines.config import default_config
 from ultr.experiment import run_experiment
-from ultr.selection import run_plan, selection_specs
+from ultr.train.selection import run_plan, selection_specs
 
 PRESETS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 SHRINK = ["trainer=debug", "trainer.steps=20", "trainer.eval_every=10", "model.hidden=[8]", "simulation.sessions=4000",

@@ -270,7 +270,7 @@ def test_selection_with_a_named_candidate_trains_it_as_its_own_run(tmp_path):
 
 def test_with_overrides_sets_existing_keys_only():
     from ultr.errors import DataError
-    from ultr.training import with_overrides
+    from ultr.train.method import with_overrides
 
     cfg = {"model": {"dropout": 0.0, "hidden": [8]}, "trainer": {"propensity_average": 1}}
     out = with_overrides(cfg, ["model.dropout=0.3", "model.hidden=[4, 2]", "trainer.propensity_average=null"])
@@ -293,7 +293,7 @@ def test_severe_bias_retraining_is_a_run_of_its_own_and_joins_the_candidates(tmp
     assert again["run"]["trigger"].startswith("severe bias") and "diverged" not in again["run"]["trigger"]
     assert [x["run"] for x in r["selected"]["selection"]["runs"]] == ["dla", "naive", "dla+severe_bias"]
     assert again["propensity"]["estimated"] != r["dla"]["propensity"]["estimated"]
-    import ultr.selection as selection
+    import ultr.train.selection as selection
 
     monkeypatch.setattr(selection, "propensity_warning", lambda curve: "the learned curve puts position 4 at 171x position 1: ...")
     cfg["fallback"]["severe_below"] = 0.0
@@ -312,7 +312,7 @@ def test_the_selection_rule_by_hand():
     1.291, t = 2.5 / (1.291 / 2) = 3.873 with 3 degrees of freedom, one-sided p = 0.0152.
     Differences [3, 1, 2, -1, 2, 1]: mean 1.333, sd 1.366, t = 1.333 / (1.366 / sqrt 6) = 2.390 with
     5 degrees of freedom, p = 0.031: enough alone at 0.05, not next to a second candidate (0.025)."""
-    from ultr.selection import choose, one_sided_p
+    from ultr.train.selection import choose, one_sided_p
 
     assert one_sided_p(np.array([0.01, 0.02, 0.03, 0.04])) == pytest.approx(0.0152, abs=5e-4)
     assert one_sided_p(np.array([0.03, 0.01, 0.02, -0.01, 0.02, 0.01])) == pytest.approx(0.0312, abs=5e-4)
@@ -336,7 +336,7 @@ def test_the_selection_rule_by_hand():
 
 
 def test_a_diverged_reference_gives_way_to_its_retraining():
-    from ultr.selection import stand_in
+    from ultr.train.selection import stand_in
 
     warn = {"propensity": {"warning": "diverged"}}
     again = {"run": {"variant_of": "dla"}, "propensity": {}}
@@ -366,7 +366,7 @@ def test_a_validation_split_without_relevant_documents_is_an_error_not_an_untrai
     from ultr.data.batching import query_lists, read_sessions
     from ultr.data.letor import read_features
     from ultr.errors import DataError
-    from ultr.training import train_method
+    from ultr.train.method import train_method
 
     data = Path(experiment_run[1]["data_dir"])
     table = read_features(data / "features.parquet")

@@ -23,7 +23,7 @@ from ultr.data.letor import FeatureTable, read_features
 from ultr import methods
 from ultr.config import compose
 from ultr.paths import existing
-from ultr.training import TrainedMethod, needs_train_lists, train_method
+from ultr.train.method import TrainedMethod, needs_train_lists, train_method
 from ultr.workflows import etl_config
 
 

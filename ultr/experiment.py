@@ -37,8 +37,8 @@ from ultr.train.checkpoint import save_state
 from ultr.train.distributed import initialize as initialize_distributed
 from ultr.train.loop import score_lists
 from ultr.click_models.simulator import click_model_inputs
-from ultr.selection import RunSpec, choose, fallback_spec, run_plan, selection_candidates, stand_in
-from ultr.training import TrainedMethod, needs_train_lists, train_method, with_overrides
+from ultr.train.selection import RunSpec, choose, fallback_spec, run_plan, selection_candidates, stand_in
+from ultr.train.method import TrainedMethod, needs_train_lists, train_method, with_overrides
 from ultr.workflows import etl_config, ingest, letor_splits, simulate_on
 
 TEST_METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "err@10", "mrr", "map")

@@ -11,7 +11,8 @@ It answers, from those parameters:
   conditional(p, click, mask)    P(C_k = 1 | the clicks above k): the exact session likelihood
   marginal(p, mask)              (P(C_k = 1), P(E_k = 1)) with nothing observed
   log_likelihood(p, click, mask) log P(session) [B]
-  sample(p, mask, u)             clicks drawn rank by rank from `conditional` with uniforms u [B, K]
+  steps(p, mask)                 the same conditional rank by rank (start state, P(C_k | state), next state)
+  sample(p, mask, u)             clicks drawn with uniforms u [B, K]: one pass, or through `steps`
   examination(p, mask)           its examination curve for the lists given
 
 Fitting (`module.py`) fills `p` from per-(query, document) tables and learned globals; simulation
@@ -71,6 +72,12 @@ def chain_examination(a: jax.Array, click: jax.Array, go_on: jax.Array | float,
     return chain_scan(a, click, jnp.broadcast_to(g, a.shape), h)
 
 
+def chain_step(exam: jax.Array, a_k: jax.Array, click_k: jax.Array, go_on_k: jax.Array, after_click_k: jax.Array) -> jax.Array:
+    """One rank of the cascade-family recursion: P(E_{k+1} | clicks down to k) from P(E_k | clicks above)."""
+    skip = exam * (1.0 - a_k) / jnp.maximum(1.0 - exam * a_k, 1e-7)
+    return jnp.where(click_k > 0, after_click_k, go_on_k * skip)
+
+
 def chain_loop(a: jax.Array, click: jax.Array, g: jax.Array, after_click: Callable[[int], jax.Array]) -> jax.Array:
     """The recursion of `chain_examination`, K dependent [B] steps (unrolled: K is static). The
     global parameters enter each step as scalars: broadcast to [B, K] and sliced per rank, the
@@ -78,8 +85,7 @@ def chain_loop(a: jax.Array, click: jax.Array, g: jax.Array, after_click: Callab
     exam, out = jnp.ones(a.shape[:1], a.dtype), []
     for k in range(a.shape[1]):
         out.append(exam)
-        skip = exam * (1.0 - a[:, k]) / jnp.maximum(1.0 - exam * a[:, k], 1e-7)
-        exam = jnp.where(click[:, k] > 0, after_click(k), g[k] * skip)
+        exam = chain_step(exam, a[:, k], click[:, k], g[k], after_click(k))
     return jnp.stack(out, axis=1)
 
 
@@ -106,6 +112,8 @@ def chain_scan(a: jax.Array, click: jax.Array, go_on_after_skip: jax.Array, exam
 
 
 Params = Mapping[str, Any]
+Step = Callable[[int, Any], jax.Array]
+Advance = Callable[[int, Any, jax.Array], Any]
 
 
 class ClickModel:
@@ -154,21 +162,36 @@ class ClickModel:
         return cls.marginal(p, mask)[1] * mask
 
     @classmethod
+    def steps(cls, p: Params, mask: jax.Array) -> tuple[Any, Step, Advance]:
+        """The model rank by rank, for models whose clicks depend on the clicks above: a start state,
+        `prob(k, state)` = P(C_k = 1 | the clicks above, summarised in state) [B], and
+        `advance(k, state, click_k)`, the state for rank k+1. `sample` draws through it in O(K);
+        tests check that fed the observed clicks it gives `conditional`."""
+        raise NotImplementedError(f"{cls.key}: clicks depend on the clicks above but the model defines no steps")
+
+    @classmethod
+    def stepped(cls, p: Params, mask: jax.Array, choose: Callable[[int, jax.Array], jax.Array]) -> tuple[jax.Array, jax.Array]:
+        """(P(C_k | above), clicks) [B, K] through `steps`, the click at each rank from choose(k, prob)."""
+        state, prob_at, advance = cls.steps(p, mask)
+        probs, clicks = [], []
+        for k in range(mask.shape[1]):
+            prob = prob_at(k, state)
+            click = choose(k, prob)
+            state = advance(k, state, click)
+            probs.append(prob)
+            clicks.append(click)
+        return jnp.stack(probs, axis=1), jnp.stack(clicks, axis=1)
+
+    @classmethod
     def sample(cls, p: Params, mask: jax.Array, u: jax.Array) -> jax.Array:
-        """Clicks [B, K] float32, rank by rank from `conditional` given the clicks drawn above, which is
-        exact for every model. A probability at the likelihood floor IMPOSSIBLE is a zero here."""
+        """Clicks [B, K] float32 drawn with uniforms u [B, K]: one pass over `conditional` where clicks
+        are independent, rank by rank through `steps` otherwise, which is exact for every model. A
+        probability at the likelihood floor IMPOSSIBLE is a zero here."""
         def draw(prob, u_k, m_k):
             return ((u_k < prob) & (prob > IMPOSSIBLE) & m_k).astype(jnp.float32)
         if cls.independent:
             return draw(cls.conditional(p, jnp.zeros(u.shape, jnp.float32), mask), u, mask)
-        # zeros that depend on u: XLA would otherwise constant-fold each rank's pass
-        click = jnp.where(u < 0.0, 1.0, 0.0).astype(jnp.float32)
-        for k in range(u.shape[1]):
-            # P(C_k | above) reads ranks 1..k only, so each pass sees just those columns
-            upto = {name: (v[:, : k + 1] if name in cls.pair_tables else v) for name, v in p.items()}
-            prob = cls.conditional(upto, click[:, : k + 1], mask[:, : k + 1])[:, k]
-            click = click.at[:, k].set(draw(prob, u[:, k], mask[:, k]))
-        return click
+        return cls.stepped(p, mask, lambda k, prob: draw(prob, u[:, k], mask[:, k]))[1]
 
     @classmethod
     def simulation_params(cls, s: Mapping[str, Any], labels: np.ndarray, K: int) -> dict[str, np.ndarray]:
@@ -196,6 +219,30 @@ class ClickModel:
     def em_examination(e: np.ndarray, K: int) -> np.ndarray:
         """EM's examination estimates (one per key) in the shape of the `examination` parameter."""
         raise NotImplementedError
+
+
+class ChainModel(ClickModel):
+    """The cascade family (cascade, DCM, DBN, SDBN, CCM): examination goes down the list by
+    `chain_step`, each model naming its attraction, its chance to go on after a skip and its
+    examination after a click (`chain`)."""
+
+    @classmethod
+    def chain(cls, p: Params, mask: jax.Array) -> tuple[jax.Array, Any, Callable[[int], jax.Array]]:
+        """(attraction a [B, K] (0 on padding), go_on after a skip (scalar or [K]), k -> examination
+        after a click at rank k ([B] or scalar))."""
+        raise NotImplementedError
+
+    @classmethod
+    def conditional(cls, p, click, mask):
+        a, go_on, after_click = cls.chain(p, mask)
+        return chain_examination(a, click, go_on, after_click, cls.chain_loop_from) * a
+
+    @classmethod
+    def steps(cls, p, mask):
+        a, go_on, after_click = cls.chain(p, mask)
+        g = jnp.broadcast_to(jnp.asarray(go_on, a.dtype), (a.shape[1],))
+        return (jnp.ones(a.shape[:1], a.dtype), lambda k, exam: exam * a[:, k],
+                lambda k, exam, c: chain_step(exam, a[:, k], c, g[k], after_click(k)))
 
 
 # Eye-tracking examination probabilities of positions 1..10 (Joachims et al. 2005), used by the

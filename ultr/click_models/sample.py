@@ -1,6 +1,5 @@
-"""Clicks drawn from a click model's definition (`ClickModel.sample`), jitted per model and shape:
-from a fitted model's parameters on the pairs it learned (`sample_clicks`), or from any parameter
-dict with given uniforms (`draw`, which simulation uses)."""
+"""Clicks drawn from a fitted click model's definition (`ClickModel.sample`) on the pairs it learned,
+jitted per model and shape (simulated users sample the same definition in `simulator.py`)."""
 
 from __future__ import annotations
 
@@ -13,11 +12,6 @@ import numpy as np
 
 from ultr.click_models.base import ClickModel
 from ultr.click_models.module import FitModule
-
-
-@partial(jax.jit, static_argnums=0)
-def draw(model: type[ClickModel], p: dict[str, jax.Array], mask: jax.Array, u: jax.Array) -> jax.Array:
-    return model.sample(p, mask, u).astype(jnp.int8)
 
 
 @partial(jax.jit, static_argnums=0)

@@ -17,8 +17,23 @@ import numpy as np
 
 from ultr.click_models.base import ClickModel
 from ultr.click_models.models import MODELS, get
-from ultr.click_models.sample import draw
 from ultr.errors import DataError
+
+
+# Sessions per jitted sampling call: calls of any size reuse one compiled shape per list size (the
+# last block is padded), and a block's arrays stay small enough for the CPU caches.
+SAMPLE_BLOCK = 1 << 16
+
+
+def _gather(model: type[ClickModel], tables: dict[str, jax.Array], labels: jax.Array) -> dict[str, jax.Array]:
+    """The parameter dict for lists of graded items: per-item tables read at [grade, rank]."""
+    ranks = jnp.arange(labels.shape[1])[None, :]
+    return {k: (v[labels, ranks] if k in model.pair_tables else v) for k, v in tables.items()}
+
+
+@partial(jax.jit, static_argnums=0)
+def _draw(model: type[ClickModel], tables: dict[str, jax.Array], labels: jax.Array, mask: jax.Array, u: jax.Array) -> jax.Array:
+    return model.sample(_gather(model, tables, labels), mask, u).astype(jnp.int8)
 
 
 @partial(jax.jit, static_argnums=0)
@@ -33,6 +48,7 @@ class Simulator:
 
     model: type[ClickModel]
     settings: dict[str, Any] = field(default_factory=dict)
+    _tables: dict[int, dict[str, jax.Array]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -42,14 +58,31 @@ class Simulator:
     def y_max(self) -> int:
         return int(self.settings["y_max"])
 
+    def tables(self, K: int) -> dict[str, jax.Array]:
+        """The parameters for lists of K: per-item tables [grade, rank] (a simulated item's parameters
+        depend on its grade and rank alone), the global ones as they are. Built once per K."""
+        if K not in self._tables:
+            grid = np.repeat(np.arange(self.y_max + 1)[:, None], K, axis=1)
+            p = self.model.simulation_params(self.settings, grid, K)
+            self._tables[K] = {k: jnp.asarray(v, jnp.float32) for k, v in p.items()}
+        return self._tables[K]
+
     def params(self, labels: np.ndarray) -> dict[str, jax.Array]:
-        p = self.model.simulation_params(self.settings, np.asarray(labels), labels.shape[1])
-        return {k: jnp.asarray(v, jnp.float32) for k, v in p.items()}
+        labels = np.clip(labels, 0, self.y_max).astype(np.int32)
+        return _gather(self.model, self.tables(labels.shape[1]), jnp.asarray(labels))
 
     def sample(self, labels: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Clicks [N, K] int8 for lists with these labels; `rng` gives one uniform per slot."""
         u = rng.random(labels.shape)  # float64 draws: the same stream as before the JAX definitions
-        return np.asarray(draw(self.model, self.params(labels), jnp.asarray(mask), jnp.asarray(u)))
+        n, K = labels.shape
+        labels = np.clip(labels, 0, self.y_max).astype(np.int32)
+        out = np.empty(labels.shape, np.int8)
+        for lo in range(0, n, SAMPLE_BLOCK):
+            hi = min(n, lo + SAMPLE_BLOCK)
+            pad = ((0, SAMPLE_BLOCK - (hi - lo)), (0, 0))  # the last block's padding never clicks: mask False
+            block = [np.pad(a[lo:hi], pad) for a in (labels, mask, u)]
+            out[lo:hi] = np.asarray(_draw(self.model, self.tables(K), *map(jnp.asarray, block)))[: hi - lo]
+        return out
 
     def click_probability(self, labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """The closed-form marginal P(click) per slot [N, K] (float64), 0 on padding."""

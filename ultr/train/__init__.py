@@ -1,1 +1,3 @@
-"""Training: explicit train state, pure jitted steps, and the one loop that holds side effects."""
+"""Training: explicit train state, pure jitted steps, and the one loop that holds side effects
+(state, steps, build, loop, distributed, checkpoint); one method trained (method) and the runs an
+experiment trains with the choice among them (selection)."""

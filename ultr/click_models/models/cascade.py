@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from ultr.click_models.base import IMPOSSIBLE, ClickModel, graded, shifted_cumprod
+from ultr.click_models.base import IMPOSSIBLE, ChainModel, graded, shifted_cumprod
 
 
-class Cascade(ClickModel):
+class Cascade(ChainModel):
     key = "cascade"
     paper = "Craswell et al., WSDM 2008"
     settings = {"eps_neg": 0.1, "eps_pos": 1.0}
@@ -19,6 +19,10 @@ class Cascade(ClickModel):
         a = p["attraction"] * mask
         exam = shifted_cumprod(1.0 - a)
         return exam * a, exam
+
+    @classmethod
+    def chain(cls, p, mask):
+        return p["attraction"] * mask, 1.0, lambda k: 0.0  # after a click the user has stopped
 
     @classmethod
     def conditional(cls, p, click, mask):

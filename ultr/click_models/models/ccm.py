@@ -8,10 +8,10 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from ultr.click_models.base import ClickModel, chain_examination, graded, shifted_cumprod
+from ultr.click_models.base import ChainModel, graded, shifted_cumprod
 
 
-class CCM(ClickModel):
+class CCM(ChainModel):
     key = "ccm"
     paper = "Guo et al., WWW 2009"
     pair_init = 1.0
@@ -29,9 +29,9 @@ class CCM(ClickModel):
         return exam * a, exam
 
     @classmethod
-    def conditional(cls, p, click, mask):
+    def chain(cls, p, mask):
         a, (t1, t2, t3) = p["attraction"] * mask, p["tau"]
-        return chain_examination(a, click, t1, lambda k: t2 * (1.0 - a[:, k]) + t3 * a[:, k], cls.chain_loop_from) * a
+        return a, t1, lambda k: t2 * (1.0 - a[:, k]) + t3 * a[:, k]
 
     @classmethod
     def simulation_params(cls, s, labels, K):

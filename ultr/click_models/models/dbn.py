@@ -11,11 +11,11 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from ultr.click_models.base import ClickModel, chain_examination, graded, shifted_cumprod
+from ultr.click_models.base import ChainModel, graded, shifted_cumprod
 from ultr.click_models.em_dbn import dbn_posteriors
 
 
-class DBN(ClickModel):
+class DBN(ChainModel):
     key = "dbn"
     paper = "Chapelle and Zhang, WWW 2009"
     pair_tables = ("attraction", "satisfaction")
@@ -37,9 +37,9 @@ class DBN(ClickModel):
         return exam * a, exam
 
     @classmethod
-    def conditional(cls, p, click, mask):
-        a, s, gamma = p["attraction"] * mask, p["satisfaction"], cls._gamma(p)
-        return chain_examination(a, click, gamma, lambda k: gamma * (1.0 - s[:, k]), cls.chain_loop_from) * a
+    def chain(cls, p, mask):
+        s, gamma = p["satisfaction"], cls._gamma(p)
+        return p["attraction"] * mask, gamma, lambda k: gamma * (1.0 - s[:, k])
 
     em_posteriors = staticmethod(dbn_posteriors)
 

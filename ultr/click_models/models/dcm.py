@@ -8,10 +8,10 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from ultr.click_models.base import ClickModel, chain_examination, graded, per_rank, shifted_cumprod
+from ultr.click_models.base import ChainModel, graded, per_rank, shifted_cumprod
 
 
-class DCM(ClickModel):
+class DCM(ChainModel):
     key = "dcm"
     paper = "Guo, Liu and Wang, WSDM 2009"
     # Its scan is faster than its loop for the fit at every batch size measured (1,024-8,192); the
@@ -30,9 +30,9 @@ class DCM(ClickModel):
         return exam * a, exam
 
     @classmethod
-    def conditional(cls, p, click, mask):
-        a, lam = p["attraction"] * mask, p["continuation"]
-        return chain_examination(a, click, 1.0, lambda k: lam[k], cls.chain_loop_from) * a
+    def chain(cls, p, mask):
+        lam = p["continuation"]
+        return p["attraction"] * mask, 1.0, lambda k: lam[k]
 
     @classmethod
     def simulation_params(cls, s, labels, K):

@@ -38,6 +38,13 @@ class UBM(ClickModel):
         return exam * p["attraction"] * mask
 
     @classmethod
+    def steps(cls, p, mask):
+        a, gamma = p["attraction"] * mask, p["examination"]
+        # state: the rank of the last click above (0: none), so d - 1 = k - last at slot k
+        return (jnp.zeros(mask.shape[:1], jnp.int32), lambda k, last: gamma[k, k - last] * a[:, k],
+                lambda k, last, c: jnp.where(c > 0, k + 1, last))
+
+    @classmethod
     def marginal(cls, p, mask):
         a, gamma = p["attraction"] * mask, p["examination"]
         B, K = mask.shape

@@ -1,5 +1,5 @@
 """Training one method on one dataset: the data it trains on, and a run's settings as overrides of
-the config. The experiment and the Python API both call `train_method`; `ultr.selection` chooses
+the config. The experiment and the Python API both call `train_method`; `ultr.train.selection` chooses
 among the runs."""
 
 from __future__ import annotations
