@@ -40,7 +40,7 @@ def propensity_table(methods: Mapping[str, Mapping[str, Any]], true: list[float]
     return "\n".join(lines)
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -59,7 +59,7 @@ def plot_propensity(curves: Mapping[str, list[float]], true: list[float] | None,
     ax.set(xlabel="position", ylabel="examination relative to position 1", title="Propensity curve")
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_learning_curves(histories: Mapping[str, list[dict[str, float]]], path: Path) -> None:
@@ -73,7 +73,7 @@ def plot_learning_curves(histories: Mapping[str, list[dict[str, float]]], path: 
     for a in (a1, a2):
         a.grid(alpha=0.3)
         a.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_perplexity(per_rank: Mapping[str, list[float]], path: Path) -> None:
@@ -84,7 +84,7 @@ def plot_perplexity(per_rank: Mapping[str, list[float]], path: Path) -> None:
     ax.set(xlabel="rank", ylabel="perplexity (held-out)", title="Click models: perplexity per rank")
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def click_model_table(models: Mapping[str, Mapping[str, Any]]) -> str:

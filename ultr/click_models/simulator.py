@@ -25,7 +25,7 @@ from ultr.errors import DataError
 SAMPLE_BLOCK = 1 << 16
 
 
-def _gather(model: type[ClickModel], tables: dict[str, jax.Array], labels: jax.Array) -> dict[str, jax.Array]:
+def gather_params(model: type[ClickModel], tables: dict[str, jax.Array], labels: jax.Array) -> dict[str, jax.Array]:
     """The parameter dict for lists of graded items: per-item tables read at [grade, rank]."""
     ranks = jnp.arange(labels.shape[1])[None, :]
     return {k: (v[labels, ranks] if k in model.pair_tables else v) for k, v in tables.items()}
@@ -33,7 +33,7 @@ def _gather(model: type[ClickModel], tables: dict[str, jax.Array], labels: jax.A
 
 @partial(jax.jit, static_argnums=0)
 def _draw(model: type[ClickModel], tables: dict[str, jax.Array], labels: jax.Array, mask: jax.Array, u: jax.Array) -> jax.Array:
-    return model.sample(_gather(model, tables, labels), mask, u).astype(jnp.int8)
+    return model.sample(gather_params(model, tables, labels), mask, u).astype(jnp.int8)
 
 
 @partial(jax.jit, static_argnums=0)
@@ -69,7 +69,7 @@ class Simulator:
 
     def params(self, labels: np.ndarray) -> dict[str, jax.Array]:
         labels = np.clip(labels, 0, self.y_max).astype(np.int32)
-        return _gather(self.model, self.tables(labels.shape[1]), jnp.asarray(labels))
+        return gather_params(self.model, self.tables(labels.shape[1]), jnp.asarray(labels))
 
     def sample(self, labels: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Clicks [N, K] int8 for lists with these labels; `rng` gives one uniform per slot."""

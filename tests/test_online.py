@@ -1,0 +1,176 @@
+"""Online learning to rank: the display's Plackett-Luce probabilities, PDGD's pair weights and
+DBGD/MGD's updates worked by hand, team-draft fairness by simulation, and a small end-to-end run."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ultr.online.display import log_prob, plackett_luce, top_k
+from ultr.online.feed import CASCADE_USERS, make_user
+from ultr.online.interleaving import credit, team_draft
+from ultr.online.methods import make, names
+from ultr.online.methods.base import Feed, directions
+from ultr.online.methods.pdgd import pair_weights, score_coefficients
+
+
+def test_plackett_luce_display_matches_closed_form():
+    """exp scores [3, 2, 1] (sum 6): P(first two = (a, b)) = e_a / 6 * e_b / (6 - e_a)."""
+    s, mask = jnp.log(jnp.array([3.0, 2.0, 1.0])), jnp.ones(3, bool)
+    draws = jax.vmap(lambda kk: plackett_luce(kk, s, mask, 2)[0])(jax.random.split(jax.random.key(0), 60_000))
+    e = np.array([3.0, 2.0, 1.0])
+    for a in range(3):
+        for b in range(3):
+            if a == b:
+                continue
+            want = e[a] / 6 * e[b] / (6 - e[a])
+            got = np.mean((np.asarray(draws[:, 0]) == a) & (np.asarray(draws[:, 1]) == b))
+            assert abs(got - want) < 5 * math.sqrt(want * (1 - want) / 60_000), (a, b, got, want)
+            lp = log_prob(s, mask, jnp.array([a, b]), jnp.ones(2, bool))
+            np.testing.assert_allclose(float(lp), math.log(want), rtol=1e-5)
+
+
+def test_display_never_shows_padding():
+    mask = jnp.array([True, False, True, False])
+    slots, valid = top_k(jnp.array([0.0, 9.0, 1.0, 8.0]), mask, 3)
+    assert np.asarray(slots).tolist()[:2] == [2, 0] and np.asarray(valid).tolist() == [True, True, False]
+    slots, valid = plackett_luce(jax.random.key(1), jnp.zeros(4), mask, 4, temperature=0.5)
+    assert set(np.asarray(slots)[np.asarray(valid)].tolist()) == {0, 2}
+
+
+def test_pdgd_pair_weights_by_hand():
+    """Scores exp [3, 2, 1], shown in that order, a click at rank 2 only. The user observed ranks
+    1-3 (down to the last click and one more): preferences doc1 > doc0 and doc1 > doc2.
+    P(R) = 3/6 * 2/3 = 1/3. Swapping doc1, doc0: P = 2/6 * 3/4 = 1/4, rho = 3/7, c = 2*3/5^2.
+    Swapping doc1, doc2: P = 3/6 * 1/3 = 1/6, rho = 1/3, c = 2*1/3^2."""
+    s, mask = jnp.log(jnp.array([3.0, 2.0, 1.0])), jnp.ones(3, bool)
+    slots, valid, clicks = jnp.array([0, 1, 2]), jnp.ones(3, bool), jnp.array([0.0, 1.0, 0.0])
+    w = np.asarray(pair_weights(s, mask, slots, valid, clicks))
+    want = np.zeros((3, 3))
+    want[1, 0], want[1, 2] = 3 / 7 * 6 / 25, 1 / 3 * 2 / 9
+    np.testing.assert_allclose(w, want, rtol=1e-5, atol=1e-8)
+    g = np.asarray(score_coefficients(s, mask, slots, valid, clicks))
+    np.testing.assert_allclose(g, [-want[1, 0], want[1, 0] + want[1, 2], -want[1, 2]], rtol=1e-5)
+    # a click at rank 1 only: the user saw ranks 1 and 2, so doc2 (rank 3) is in no pair
+    w1 = np.asarray(pair_weights(s, mask, slots, valid, jnp.array([1.0, 0.0, 0.0])))
+    assert w1[0, 1] > 0 and w1[0, 2] == 0 and np.count_nonzero(w1) == 1
+    # no click: no gradient
+    assert not np.asarray(score_coefficients(s, mask, slots, valid, jnp.zeros(3))).any()
+
+
+def _deterministic_user(relevant_grade: int = 1):
+    """Clicks every relevant document and never stops: the perfect user on a 0..1 scale."""
+    from ultr.click_models.models import get
+    from ultr.online.feed import User
+    tables = {"attraction": jnp.array([[0.0] * 4, [1.0] * 4]), "satisfaction": jnp.zeros((2, 4))}
+    return User("clicks-relevant", get("sdbn")), tables
+
+
+def test_pdgd_update_is_the_pair_gradient_on_a_linear_ranker():
+    """One PDGD step on a linear ranker moves w by lr * sum_d g_d x_d, g the score coefficients of
+    the ranking it showed (recomputed from the same key)."""
+    user, tables = _deterministic_user()
+    method = make("pdgd", {"learning_rate": 0.5})
+    x = jnp.eye(4)
+    label, mask = jnp.array([0, 1, 0, 1]), jnp.ones(4, bool)
+    state = method.init(jax.random.key(0), 4)
+    state["params"]["w"] = jnp.array([0.3, -0.2, 0.1, 0.0])
+    for seed in range(5):
+        key = jax.random.key(seed)
+        new, slots, valid, clicks = method.interact(state, key, x, mask, label, Feed(user, tables, 4))
+        assert np.asarray(clicks).tolist() == np.asarray(label[slots] == 1).astype(float).tolist()
+        g = score_coefficients(x @ state["params"]["w"], mask, slots, valid, clicks)
+        np.testing.assert_allclose(np.asarray(new["params"]["w"] - state["params"]["w"]), 0.5 * np.asarray(g @ x), atol=1e-6)
+
+
+def test_dbgd_moves_along_the_candidate_direction_after_a_win():
+    """Current ranker w = 0 (ties: slot order) against w + delta u; only doc 3 is relevant, so the
+    team that placed doc 3 gets the one click. After a candidate win w = alpha u, otherwise w stays."""
+    user, tables = _deterministic_user()
+    method = make("dbgd", {"delta": 1.0, "alpha": 0.01})
+    x, label, mask = jnp.eye(4), jnp.array([0, 0, 0, 1]), jnp.ones(4, bool)
+    state = method.init(jax.random.key(0), 4)
+    outcomes = set()
+    for seed in range(40):
+        key = jax.random.key(seed)
+        new, slots, shown, clicks = method.interact(state, key, x, mask, label, Feed(user, tables, 2))
+        k_dir, _, k_mix, _ = jax.random.split(key, 4)
+        _, (u,), _ = directions(k_dir, state, 1)
+        orders, valid = jax.vmap(lambda s: top_k(s, mask, 4))(jnp.stack([jnp.zeros(4), u]))
+        got_slots, team, _ = team_draft(k_mix, orders, valid, 2)
+        assert np.asarray(got_slots).tolist() == np.asarray(slots).tolist()
+        shown_3 = np.asarray(got_slots) == 3
+        cand_won = bool(shown_3.any() and np.asarray(team)[shown_3][0] == 1)
+        step = np.asarray(new["params"]["w"] - state["params"]["w"])
+        np.testing.assert_allclose(step, 0.01 * np.asarray(u) if cand_won else 0.0, atol=1e-7)
+        outcomes.add(cand_won)
+    assert outcomes == {True, False}
+
+
+def test_mgd_mean_winner_update():
+    """MGD with 3 candidates: w moves by alpha times the mean direction of the candidates whose
+    team got more clicks than the current ranker's (recomputed from the same keys)."""
+    user, tables = _deterministic_user()
+    method = make("mgd", {"candidates": 3, "alpha": 0.1})
+    x, label, mask = jnp.eye(5), jnp.array([0, 1, 0, 0, 1]), jnp.ones(5, bool)
+    state = method.init(jax.random.key(0), 5)
+    moved = 0
+    for seed in range(30):
+        key = jax.random.key(seed)
+        new, slots, shown, clicks = method.interact(state, key, x, mask, label, Feed(user, tables, 4))
+        k_dir, k_order, k_mix, _ = jax.random.split(key, 4)
+        _, u, _ = directions(k_dir, state, 3)
+        scores = jnp.concatenate([jnp.zeros((1, 5)), u @ x.T])
+        orders, valid = jax.vmap(lambda s: top_k(s, mask, 5))(scores)
+        _, team, _ = team_draft(k_mix, orders, valid, 4)
+        won = np.asarray(credit(team, clicks, 4))
+        winners = won[1:] > won[0]
+        want = 0.1 * (np.asarray(u)[winners].mean(0) if winners.any() else np.zeros(5))
+        np.testing.assert_allclose(np.asarray(new["params"]["w"] - state["params"]["w"]), want, atol=1e-6)
+        moved += bool(winners.any())
+    assert 0 < moved < 30
+
+
+def test_team_draft_is_fair_to_a_ranker_against_itself():
+    """The same ranking interleaved with itself, clicks position-biased (0.6 / rank): each team
+    wins as often as the other (a team that always picked first would win more)."""
+    n, W, k = 20_000, 8, 6
+    order = jnp.arange(W)
+    p_click = 0.6 / jnp.arange(1, k + 1)
+
+    def one(key):
+        k_mix, k_click = jax.random.split(key)
+        slots, team, shown = team_draft(k_mix, jnp.stack([order, order]), jnp.ones((2, W), bool), k)
+        clicks = (jax.random.uniform(k_click, (k,)) < p_click) & shown
+        return credit(team, clicks.astype(jnp.float32), 2)
+    won = np.asarray(jax.vmap(one)(jax.random.split(jax.random.key(0), n)))
+    a, b = (won[:, 0] > won[:, 1]).sum(), (won[:, 1] > won[:, 0]).sum()
+    assert abs(a - b) < 4 * math.sqrt(a + b), (a, b)
+
+
+def test_team_draft_shows_each_document_once_and_each_ranker_fairly():
+    orders = jnp.array([[0, 1, 2, 3], [3, 2, 1, 0]])
+    slots, team, shown = team_draft(jax.random.key(3), orders, jnp.ones((2, 4), bool), 4)
+    assert sorted(np.asarray(slots).tolist()) == [0, 1, 2, 3] and np.asarray(shown).all()
+    assert sorted(np.asarray(team[:2]).tolist()) == [0, 1] and sorted(np.asarray(team[2:]).tolist()) == [0, 1]
+
+
+def test_cascade_users_follow_the_papers_tables():
+    user, tables = make_user("navigational", 2, 3)
+    assert user.model.key == "sdbn"
+    np.testing.assert_allclose(np.asarray(tables["attraction"])[:, 0], CASCADE_USERS["navigational"][2][0])
+    np.testing.assert_allclose(np.asarray(tables["satisfaction"])[:, 0], CASCADE_USERS["navigational"][2][1])
+    # clicks: an attraction-1 document after a stop-probability-1 click is never clicked
+    clicks = user.clicks({"attraction": jnp.ones((3, 3)), "satisfaction": jnp.ones((3, 3))}, jnp.full((500, 3), 2),
+                         jnp.ones((500, 3), bool), jax.random.key(0))
+    assert np.asarray(clicks).sum(axis=1).max() == 1
+
+
+def test_registry_and_unknown_setting():
+    assert names() == ["dbgd", "mgd", "pdgd"]
+    with pytest.raises(ValueError, match="not a setting of pdgd"):
+        make("pdgd", {"alpha": 1})

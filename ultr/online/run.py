@@ -1,0 +1,94 @@
+"""`python -m pipelines.online`: every configured run (an online method with its settings) learns
+under every configured user, seeds side by side; learning curves, a table at fixed interaction
+counts, and the final rankers' test metrics (ultr.metrics, the offline experiment's definitions).
+Writes online.json and learning_curves.png atomically."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ultr.data.batching import query_lists
+from ultr.data.io import write_json
+from ultr.errors import DataError
+from ultr.metrics import evaluate_scores
+from ultr.online.feed import lists, make_user
+from ultr.online.loop import Curves, Evaluation, learn
+from ultr.online.methods import make
+from ultr.online.methods.base import OnlineMethod
+from ultr.online.report import online_table, plot_online
+from ultr.workflows import ingest
+
+
+def final_metrics(method: OnlineMethod, states: Any, features, split: str) -> list[dict[str, float]]:
+    """Each seed's final ranker on `split`: ultr.metrics' means over queries with a relevant document."""
+    q = query_lists(features, split)
+    x = jnp.asarray(features.features[q.doc_index])
+    y_max = float(features.labels.max())
+    out = []
+    for s in range(jax.tree.leaves(states)[0].shape[0]):
+        state = jax.tree.map(lambda a: a[s], states)
+        scores = np.asarray(method.score(state, x))
+        out.append(evaluate_scores(scores, q.label, q.mask, y_max)[0])
+    return out
+
+
+def at_counts(curves: Curves, counts: list[int]) -> dict[str, dict[str, float]]:
+    """Offline nDCG@10 (mean, sd over seeds) at the recorded points nearest each count."""
+    points = np.asarray(curves.interactions)
+    out = {}
+    for c in counts:
+        i = int(np.argmin(np.abs(points - c)))
+        v = curves.offline[i]
+        out[str(int(points[i]))] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+    return out
+
+
+def online(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
+    o = cfg["online"]
+    if int(o["interactions"]) < 1 or int(o["every"]) < 1 or int(o["seeds"]) < 1:
+        raise DataError(f"online.interactions={o['interactions']}, online.every={o['every']}, online.seeds={o['seeds']}: all must be >= 1")
+    run_dir = Path(run_dir)
+    features = ingest(cfg["data"], run_dir, seed=int(cfg["seed"]))
+    y_max, k = int(features.labels.max()), int(o["list_size"])
+    X = jnp.asarray(features.features)
+    train, test = lists(features, "train"), Evaluation.of(lists(features, o["evaluate_on"]))
+    seeds = [int(cfg["seed"]) + i for i in range(int(o["seeds"]))]
+    counts = sorted({int(c) for c in o["report_at"] if int(c) <= int(o["interactions"])} | {int(o["interactions"])})
+    results: dict[str, Any] = {"interactions": int(o["interactions"]), "seeds": seeds, "list_size": k,
+                               "evaluate_on": o["evaluate_on"], "users": {}}
+    for user_name in o["users"]:
+        user, tables = make_user(user_name, y_max, k, o.get("click_model"))
+        results["users"][user_name] = {}
+        for label, spec in o["runs"].items():
+            spec = dict(spec)
+            method = make(spec.pop("method"), spec)
+            t0 = time.perf_counter()
+            states, curves = learn(method, user, tables, k, X, train, test, seeds=seeds,
+                                   interactions=int(o["interactions"]), every=int(o["every"]))
+            seconds = time.perf_counter() - t0
+            final = final_metrics(method, states, features, o["evaluate_on"])
+            row = {
+                "method": method.key, "settings": {f: getattr(method, f) for f in method.__dataclass_fields__},
+                "final": {m: float(np.mean([f[m] for f in final])) for m in final[0]},
+                "final_sd": {m: float(np.std([f[m] for f in final], ddof=1)) if len(final) > 1 else 0.0 for m in final[0]},
+                "at": at_counts(curves, counts),
+                "online_cumulative": {"mean": float(curves.online[-1].mean()), "sd": float(curves.online[-1].std(ddof=1)) if len(seeds) > 1 else 0.0},
+                "curves": {"interactions": curves.interactions, "offline": [v.tolist() for v in curves.offline],
+                           "online_cumulative": [v.tolist() for v in curves.online]},
+                "seconds": seconds, "interactions_per_s": int(o["interactions"]) * len(seeds) / seconds,
+            }
+            results["users"][user_name][label] = row
+            print(f"online {user_name:13s} {label:9s} test nDCG@10 {row['final']['ndcg@10']:.4f} ± {row['final_sd']['ndcg@10']:.4f}"
+                  f"  online (discounted cum.) {row['online_cumulative']['mean']:8.1f}"
+                  f"  {row['interactions_per_s']:,.0f} interactions/s ({len(seeds)} seeds, incl. compile)", file=sys.stderr)
+    write_json(results, run_dir / "online.json")
+    plot_online(results, run_dir / "learning_curves.png")
+    print(online_table(results), file=sys.stderr)
+    return results
