@@ -16,10 +16,10 @@ def online_table(results: Mapping[str, Any]) -> str:
     for user, runs in results["users"].items():
         counts = list(next(iter(runs.values()))["at"])
         lines.append(f"{results['evaluate_on']} nDCG@10 under the {user} user (mean ± sd over {len(results['seeds'])} seeds)")
-        lines.append("run        " + "".join(f"{int(c):>16,d}" for c in counts) + "   online (disc. cum.)")
+        lines.append("run       " + "".join(f"{int(c):>17,d}" for c in counts) + "   gap to oracle   online (disc. cum.)")
         for label, row in runs.items():
             cells = "".join(f"{row['at'][c]['mean']:>9.4f} ± {row['at'][c]['sd']:.3f}" for c in counts)
-            lines.append(f"{label:10s} {cells}   {row['online_cumulative']['mean']:10.1f} ± {row['online_cumulative']['sd']:.1f}")
+            lines.append(f"{label:10s} {cells}   {row['gap_to_oracle']:+13.4f}   {row['online_cumulative']['mean']:10.1f} ± {row['online_cumulative']['sd']:.1f}")
     return "\n".join(lines)
 
 

@@ -22,6 +22,7 @@ from ultr.online.feed import lists, make_user
 from ultr.online.loop import Curves, Evaluation, learn
 from ultr.online.methods import make
 from ultr.online.methods.base import OnlineMethod
+from ultr.online.oracle import full_information
 from ultr.online.report import online_table, plot_online
 from ultr.workflows import ingest
 
@@ -62,13 +63,24 @@ def online(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
     seeds = [int(cfg["seed"]) + i for i in range(int(o["seeds"]))]
     counts = sorted({int(c) for c in o["report_at"] if int(c) <= int(o["interactions"])} | {int(o["interactions"])})
     results: dict[str, Any] = {"interactions": int(o["interactions"]), "seeds": seeds, "list_size": k,
-                               "evaluate_on": o["evaluate_on"], "users": {}}
+                               "evaluate_on": o["evaluate_on"], "oracle": {}, "users": {}}
+    unknown = [m for m in o["methods"] if m not in o["runs"]]
+    if unknown:
+        raise DataError(f"online.methods: {unknown[0]!r} is not in online.runs {sorted(o['runs'])}; add it as "
+                        f"+online.runs.{unknown[0]}='{{method: pdgd, ...}}' or pick one of those")
+    runs = {label: make(o["runs"][label]["method"], {k: v for k, v in o["runs"][label].items() if k != "method"})
+            for label in o["methods"]}
+    vali = Evaluation.of(lists(features, "vali"))
+    for method in {m.ranker: m for m in runs.values()}.values():
+        state, v, epoch = full_information(method, X, train, vali, seed=seeds[0], epochs=int(o["oracle_epochs"]))
+        final = final_metrics(method, jax.tree.map(lambda a: a[None], state), features, o["evaluate_on"])[0]
+        results["oracle"][method.ranker] = {"final": final, "vali_ndcg@10": v, "epoch": epoch}
+        print(f"oracle ({method.ranker} ranker, full information, best of {o['oracle_epochs']} epochs on vali: {epoch}) "
+              f"{o['evaluate_on']} nDCG@10 {final['ndcg@10']:.4f}", file=sys.stderr)
     for user_name in o["users"]:
         user, tables = make_user(user_name, y_max, k, o.get("click_model"))
         results["users"][user_name] = {}
-        for label, spec in o["runs"].items():
-            spec = dict(spec)
-            method = make(spec.pop("method"), spec)
+        for label, method in runs.items():
             t0 = time.perf_counter()
             states, curves = learn(method, user, tables, k, X, train, test, seeds=seeds,
                                    interactions=int(o["interactions"]), every=int(o["every"]))
@@ -78,6 +90,7 @@ def online(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
                 "method": method.key, "settings": {f: getattr(method, f) for f in method.__dataclass_fields__},
                 "final": {m: float(np.mean([f[m] for f in final])) for m in final[0]},
                 "final_sd": {m: float(np.std([f[m] for f in final], ddof=1)) if len(final) > 1 else 0.0 for m in final[0]},
+                "gap_to_oracle": float(np.mean([f["ndcg@10"] for f in final])) - results["oracle"][method.ranker]["final"]["ndcg@10"],
                 "at": at_counts(curves, counts),
                 "online_cumulative": {"mean": float(curves.online[-1].mean()), "sd": float(curves.online[-1].std(ddof=1)) if len(seeds) > 1 else 0.0},
                 "curves": {"interactions": curves.interactions, "offline": [v.tolist() for v in curves.offline],
