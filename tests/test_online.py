@@ -100,8 +100,8 @@ def test_dbgd_moves_along_the_candidate_direction_after_a_win():
         new, slots, shown, clicks = method.interact(state, key, x, mask, label, Feed(user, tables, 2))
         k_dir, _, k_mix, _ = jax.random.split(key, 4)
         _, (u,), _ = directions(k_dir, state, 1)
-        orders, valid = jax.vmap(lambda s: top_k(s, mask, 4))(jnp.stack([jnp.zeros(4), u]))
-        got_slots, team, _ = team_draft(k_mix, orders, valid, 2)
+        orders, valid = jax.vmap(lambda s: top_k(s, mask, 2))(jnp.stack([jnp.zeros(4), u]))
+        got_slots, team, _ = team_draft(k_mix, orders, valid, 2, 4)
         assert np.asarray(got_slots).tolist() == np.asarray(slots).tolist()
         shown_3 = np.asarray(got_slots) == 3
         cand_won = bool(shown_3.any() and np.asarray(team)[shown_3][0] == 1)
@@ -125,8 +125,8 @@ def test_mgd_mean_winner_update():
         k_dir, k_order, k_mix, _ = jax.random.split(key, 4)
         _, u, _ = directions(k_dir, state, 3)
         scores = jnp.concatenate([jnp.zeros((1, 5)), u @ x.T])
-        orders, valid = jax.vmap(lambda s: top_k(s, mask, 5))(scores)
-        _, team, _ = team_draft(k_mix, orders, valid, 4)
+        orders, valid = jax.vmap(lambda s: top_k(s, mask, 4))(scores)
+        _, team, _ = team_draft(k_mix, orders, valid, 4, 5)
         won = np.asarray(credit(team, clicks, 4))
         winners = won[1:] > won[0]
         want = 0.1 * (np.asarray(u)[winners].mean(0) if winners.any() else np.zeros(5))
@@ -144,7 +144,7 @@ def test_team_draft_is_fair_to_a_ranker_against_itself():
 
     def one(key):
         k_mix, k_click = jax.random.split(key)
-        slots, team, shown = team_draft(k_mix, jnp.stack([order, order]), jnp.ones((2, W), bool), k)
+        slots, team, shown = team_draft(k_mix, jnp.stack([order, order]), jnp.ones((2, W), bool), k, W)
         clicks = (jax.random.uniform(k_click, (k,)) < p_click) & shown
         return credit(team, clicks.astype(jnp.float32), 2)
     won = np.asarray(jax.vmap(one)(jax.random.split(jax.random.key(0), n)))
@@ -154,7 +154,7 @@ def test_team_draft_is_fair_to_a_ranker_against_itself():
 
 def test_team_draft_shows_each_document_once_and_each_ranker_fairly():
     orders = jnp.array([[0, 1, 2, 3], [3, 2, 1, 0]])
-    slots, team, shown = team_draft(jax.random.key(3), orders, jnp.ones((2, 4), bool), 4)
+    slots, team, shown = team_draft(jax.random.key(3), orders, jnp.ones((2, 4), bool), 4, 4)
     assert sorted(np.asarray(slots).tolist()) == [0, 1, 2, 3] and np.asarray(shown).all()
     assert sorted(np.asarray(team[:2]).tolist()) == [0, 1] and sorted(np.asarray(team[2:]).tolist()) == [0, 1]
 

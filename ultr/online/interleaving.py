@@ -9,14 +9,15 @@ import jax
 import jax.numpy as jnp
 
 
-def team_draft(key: jax.Array, orders: jax.Array, valid: jax.Array, k: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Multileave R rankings. orders [R, L]: each ranker's permutation of the L candidate slots, best
-    first; valid [R, L]: whether that candidate exists (padding sorts last).
+def team_draft(key: jax.Array, orders: jax.Array, valid: jax.Array, k: int, width: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Multileave R rankings of `width` candidate slots. orders [R, L >= k]: each ranker's best L
+    slots, best first (its top k suffice: fewer than k are taken before its last turn); valid [R, L]:
+    whether that candidate exists (padding sorts last).
     Returns (slots [k], team [k] int32: the ranker that added each, shown [k] bool)."""
     R, L = orders.shape
     rounds = -(-k // R)
     turns = jax.vmap(lambda kk: jax.random.permutation(kk, R))(jax.random.split(key, rounds)).reshape(-1)[:k]
-    taken = jnp.zeros((L,), bool)
+    taken = jnp.zeros((width,), bool)
     slots, shown = [], []
     for t in range(k):
         team = turns[t]

@@ -43,14 +43,17 @@ def _interaction(method: OnlineMethod, feed: Feed, features: jax.Array, lists: L
 @partial(jax.jit, static_argnames=("method", "user", "k", "n"))
 def run_block(method: OnlineMethod, user: Any, k: int, n: int, tables: Any, features: jax.Array, lists: Lists,
               states: Any, keys: jax.Array) -> tuple[Any, jax.Array, jax.Array]:
-    """n interactions for each seed: states and keys [S, ...] -> (states, online nDCG [S, n], clicks [S, n])."""
+    """n interactions for each seed: states and keys [S, ...] -> (states, online nDCG [S, n], clicks [S, n]).
+    Seeds run vmapped, or one after another where the method says vmapping is slower on CPU."""
     feed = Feed(user, tables, k)
 
     def one_seed(state, key):
         step = lambda s, kk: _interaction(method, feed, features, lists, s, kk)  # noqa: E731
         state, (ndcg, clicks) = jax.lax.scan(step, state, jax.random.split(key, n))
         return state, ndcg, clicks
-    return jax.vmap(one_seed)(states, keys)
+    if method.vmap_seeds:
+        return jax.vmap(one_seed)(states, keys)
+    return jax.lax.map(lambda a: one_seed(*a), (states, keys))
 
 
 @dataclass

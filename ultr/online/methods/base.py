@@ -33,6 +33,9 @@ class Feed(NamedTuple):
 class OnlineMethod:
     key: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+    # Seeds side by side (vmap) or one after another (lax.map): whichever is faster on CPU, measured
+    # in benchmarks/bench_online.py; the results are the same.
+    vmap_seeds: ClassVar[bool] = False
     ranker: str = "linear"
     hidden: tuple[int, ...] = (32,)
 
@@ -54,11 +57,11 @@ class OnlineMethod:
         raise NotImplementedError
 
 
-def ranker_order(key: jax.Array, scores: jax.Array, mask: jax.Array, temperature: float) -> tuple[jax.Array, jax.Array]:
-    """A ranker's full order of the candidates (slots, valid): by score, or Plackett-Luce sampled
-    with this temperature (> 0) as the feed's stochastic display."""
-    W = scores.shape[-1]
-    return top_k(scores, mask, W) if temperature == 0 else plackett_luce(key, scores, mask, W, temperature)
+def ranker_order(key: jax.Array, scores: jax.Array, mask: jax.Array, k: int, temperature: float) -> tuple[jax.Array, jax.Array]:
+    """A ranker's top k of the candidates (slots, valid): by score, or Plackett-Luce sampled with
+    this temperature (> 0) as the feed's stochastic display."""
+    k = min(k, scores.shape[-1])
+    return top_k(scores, mask, k) if temperature == 0 else plackett_luce(key, scores, mask, k, temperature)
 
 
 def directions(key: jax.Array, params: Any, n: int) -> tuple[jax.Array, jax.Array, Any]:

@@ -27,8 +27,8 @@ class DBGD(OnlineMethod):
         k_dir, k_order, k_mix, k_click = jax.random.split(key, 4)
         flat, (u,), unravel = directions(k_dir, state, 1)
         scores = jnp.stack([self.model.apply(state, x), self.model.apply(unravel(flat + self.delta * u), x)])
-        orders, valid = jax.vmap(lambda kk, s: ranker_order(kk, s, mask, self.temperature))(jax.random.split(k_order, 2), scores)
-        slots, team, shown = team_draft(k_mix, orders, valid, feed.k)
+        orders, valid = jax.vmap(lambda kk, s: ranker_order(kk, s, mask, feed.k, self.temperature))(jax.random.split(k_order, 2), scores)
+        slots, team, shown = team_draft(k_mix, orders, valid, feed.k, mask.shape[0])
         clicks = feed.user.clicks(feed.tables, label[slots], shown, k_click)
         won = credit(team, clicks, 2)
         return unravel(flat + self.alpha * u * (won[1] > won[0])), slots, shown, clicks

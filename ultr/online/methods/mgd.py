@@ -19,6 +19,7 @@ from ultr.online.methods.base import Feed, OnlineMethod, directions, ranker_orde
 class MGD(OnlineMethod):
     key = "mgd"
     paper = "Schuth et al., WSDM 2016"
+    vmap_seeds = True
     candidates: int = 9
     delta: float = 1.0
     alpha: float = 0.01
@@ -29,9 +30,9 @@ class MGD(OnlineMethod):
         flat, u, unravel = directions(k_dir, state, self.candidates)
         rankers = jnp.concatenate([flat[None], flat[None] + self.delta * u])  # [n + 1, P]: the current one first
         scores = jax.vmap(lambda p: self.model.apply(unravel(p), x))(rankers)
-        orders, valid = jax.vmap(lambda kk, s: ranker_order(kk, s, mask, self.temperature))(
+        orders, valid = jax.vmap(lambda kk, s: ranker_order(kk, s, mask, feed.k, self.temperature))(
             jax.random.split(k_order, self.candidates + 1), scores)
-        slots, team, shown = team_draft(k_mix, orders, valid, feed.k)
+        slots, team, shown = team_draft(k_mix, orders, valid, feed.k, mask.shape[0])
         clicks = feed.user.clicks(feed.tables, label[slots], shown, k_click)
         won = credit(team, clicks, self.candidates + 1)
         winners = won[1:] > won[0]
