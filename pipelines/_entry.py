@@ -84,6 +84,11 @@ def _is_group(key: str) -> bool:
     return "/" in key or (CONF_DIR / key).is_dir()
 
 
+# Maps whose entries a user adds with `+`: every entry is read (online.runs: a labelled run, run
+# when online.methods names it; online.click_model: the settings of a click-model user).
+ADDABLE = ("online.runs.", "online.click_model.")
+
+
 def _override_problems(config_name: str, overrides: list[Any]) -> str | None:
     """The first override that would fail or be silently ignored, explained: a `+` on a key (it
     adds a key nothing reads), a key the config lacks (the nearest real key), a bare value where a
@@ -93,7 +98,7 @@ def _override_problems(config_name: str, overrides: list[Any]) -> str | None:
         base = OmegaConf.to_container(compose(config_name, overrides=groups), resolve=False)
     for o in overrides:
         key = o.key_or_group
-        if _is_group(key) or key.startswith("hydra.") or o.is_delete():
+        if _is_group(key) or key.startswith("hydra.") or o.is_delete() or (o.is_add() and key.startswith(ADDABLE)):
             continue
         if o.is_add() or o.is_force_add():
             found = override_problem(base, key, None) is None

@@ -194,3 +194,11 @@ def test_online_pipeline_end_to_end(tmp_path):
         assert end > start  # 600 perfect-user interactions beat the untrained ranker
         np.testing.assert_allclose(np.mean(row["curves"]["offline"][-1]), end, atol=1e-4)
     assert set(saved["oracle"]) == {"linear"}
+    # a sweep of such runs aggregates with the offline experiment's entry point
+    from ultr.aggregate import aggregate
+    (tmp_path / "fold2").mkdir()
+    (tmp_path / "fold2" / "online.json").write_text((tmp_path / "online.json").read_text())
+    pooled = aggregate(tmp_path)
+    assert len(pooled["users"]["perfect"]["pdgd"]["final_ndcg@10"]) == 4  # 2 runs x 2 seeds
+    assert "pdgd - dbgd" not in (tmp_path / "online_summary.md").read_text()  # only the papers' pairs
+    assert "mgd" not in pooled["users"]["perfect"]

@@ -16,7 +16,8 @@ from jax.scipy.special import betainc
 
 from ultr.data.io import atomic_path, write_parquet
 from ultr.errors import DataError
-from ultr.report import _save, plt
+from ultr.online.report import aggregate_online
+from ultr.report import plt, save_figure
 
 REPLICATE_KEYS = ("seed", "data.fold")
 METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "err@10")
@@ -79,6 +80,8 @@ def aggregate(sweep_dir: str | Path, reference: str = "dla") -> pl.DataFrame:
     """Mean and spread of each method's metrics per setting, with a paired test of each method
     against `reference` on the same (setting, seed, fold)."""
     sweep_dir = Path(sweep_dir)
+    if not any(sweep_dir.rglob("results.json")) and any(sweep_dir.rglob("online.json")):
+        return aggregate_online(sweep_dir)  # a sweep of pipelines.online
     runs, setting_keys, curves = collect_runs(sweep_dir)
     group = [*setting_keys, "method"]
     agg = [pl.len().alias("n_runs")]
@@ -158,7 +161,7 @@ def _plots(runs: pl.DataFrame, setting_keys: list[str], curves: dict, out: Path)
         ax.set(xlabel="eta (bias severity)", ylabel="nDCG@10 (test)", title="nDCG@10 vs eta")
         ax.grid(alpha=0.3)
         ax.legend()
-        _save(fig, out / "ndcg_vs_eta.png")
+        save_figure(fig, out / "ndcg_vs_eta.png")
     if curves:
         settings = sorted({k[0] for k in curves})
         fig, axes = plt.subplots(1, len(settings), figsize=(5 * len(settings), 3.8), squeeze=False)
@@ -175,4 +178,4 @@ def _plots(runs: pl.DataFrame, setting_keys: list[str], curves: dict, out: Path)
             ax.set(title=", ".join(f"{k}={v}" for k, v in setting) or "all runs", xlabel="position", ylabel="relative examination")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-        _save(fig, out / "propensity_curves.png")
+        save_figure(fig, out / "propensity_curves.png")

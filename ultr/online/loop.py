@@ -97,27 +97,28 @@ class Curves:
 
 
 def learn(method: OnlineMethod, user: Any, tables: Any, k: int, features: jax.Array, train: Lists, test: Evaluation,
-          *, seeds: list[int], interactions: int, every: int,
+          *, seeds: list[int], interactions: int, every: int, also_at: tuple[int, ...] = (),
           progress: Callable[[int], None] | None = None) -> tuple[Any, Curves]:
-    """Run `interactions` interactions per seed, recording the curves every `every`. Returns the
-    final states [S, ...] and the curves."""
+    """Run `interactions` interactions per seed, recording the curves every `every` interactions and
+    at each count in `also_at`. Returns the final states [S, ...] and the curves."""
     init = jax.vmap(lambda kk: method.init(kk, features.shape[1]))
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
     init_keys, keys = jax.vmap(lambda kk: jax.random.split(kk, 2), out_axes=1)(keys)
     states = init(init_keys)
+    points = sorted({*range(every, interactions + 1, every), *(c for c in also_at if 0 < c <= interactions), interactions})
     curves, done, cumulative = Curves(), 0, np.zeros(len(seeds))
     curves.interactions.append(0)
     curves.offline.append(np.asarray(offline_ndcg(method, states, features, test)))
     curves.online.append(cumulative.copy())
     curves.online_mean.append(np.full(len(seeds), np.nan))
-    while done < interactions:
-        n = min(every, interactions - done)
+    for point in points:
+        n = point - done
         block_keys = jax.vmap(lambda kk: jax.random.fold_in(kk, done))(keys)
         states, ndcg, _ = run_block(method, user, k, n, tables, features, train, states, block_keys)
         ndcg = np.asarray(ndcg, np.float64)
-        discount = ONLINE_DISCOUNT ** np.arange(done, done + n)
+        discount = ONLINE_DISCOUNT ** np.arange(done, point)
         cumulative += np.nansum(ndcg * discount, axis=1)
-        done += n
+        done = point
         curves.interactions.append(done)
         curves.offline.append(np.asarray(offline_ndcg(method, states, features, test)))
         curves.online.append(cumulative.copy())

@@ -41,13 +41,11 @@ def final_metrics(method: OnlineMethod, states: Any, features, split: str) -> li
 
 
 def at_counts(curves: Curves, counts: list[int]) -> dict[str, dict[str, float]]:
-    """Offline nDCG@10 (mean, sd over seeds) at the recorded points nearest each count."""
-    points = np.asarray(curves.interactions)
+    """Offline nDCG@10 (mean, sd over seeds) after each of these interaction counts (curve points)."""
     out = {}
     for c in counts:
-        i = int(np.argmin(np.abs(points - c)))
-        v = curves.offline[i]
-        out[str(int(points[i]))] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+        v = curves.offline[curves.interactions.index(c)]
+        out[str(c)] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
     return out
 
 
@@ -83,7 +81,7 @@ def online(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
         for label, method in runs.items():
             t0 = time.perf_counter()
             states, curves = learn(method, user, tables, k, X, train, test, seeds=seeds,
-                                   interactions=int(o["interactions"]), every=int(o["every"]))
+                                   interactions=int(o["interactions"]), every=int(o["every"]), also_at=tuple(counts))
             seconds = time.perf_counter() - t0
             final = final_metrics(method, states, features, o["evaluate_on"])
             row = {
@@ -98,7 +96,7 @@ def online(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
                 "seconds": seconds, "interactions_per_s": int(o["interactions"]) * len(seeds) / seconds,
             }
             results["users"][user_name][label] = row
-            print(f"online {user_name:13s} {label:9s} test nDCG@10 {row['final']['ndcg@10']:.4f} ± {row['final_sd']['ndcg@10']:.4f}"
+            print(f"online {user_name:13s} {label:9s} {o['evaluate_on']} nDCG@10 {row['final']['ndcg@10']:.4f} ± {row['final_sd']['ndcg@10']:.4f}"
                   f"  online (discounted cum.) {row['online_cumulative']['mean']:8.1f}"
                   f"  {row['interactions_per_s']:,.0f} interactions/s ({len(seeds)} seeds, incl. compile)", file=sys.stderr)
     write_json(results, run_dir / "online.json")
