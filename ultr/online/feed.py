@@ -44,10 +44,6 @@ class Lists:
     label: jax.Array
     mask: jax.Array
 
-    @property
-    def num_queries(self) -> int:
-        return int(self.doc.shape[0])
-
 
 jax.tree_util.register_dataclass(Lists, data_fields=["doc", "label", "mask"], meta_fields=[])
 
@@ -82,7 +78,3 @@ def make_user(name: str, y_max: int, k: int, settings: Mapping[str, Any] | None 
     sim = make_click_model(name, y_max=y_max, **dict(settings or {}))
     return User(name, sim.model), sim.tables(k)
 
-
-def user_names() -> list[str]:
-    from ultr.click_models.models import names
-    return [*CASCADE_USERS, *names(fittable=None)]

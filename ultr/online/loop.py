@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -97,8 +97,7 @@ class Curves:
 
 
 def learn(method: OnlineMethod, user: Any, tables: Any, k: int, features: jax.Array, train: Lists, test: Evaluation,
-          *, seeds: list[int], interactions: int, every: int, also_at: tuple[int, ...] = (),
-          progress: Callable[[int], None] | None = None) -> tuple[Any, Curves]:
+          *, seeds: list[int], interactions: int, every: int, also_at: tuple[int, ...] = ()) -> tuple[Any, Curves]:
     """Run `interactions` interactions per seed, recording the curves every `every` interactions and
     at each count in `also_at`. Returns the final states [S, ...] and the curves."""
     init = jax.vmap(lambda kk: method.init(kk, features.shape[1]))
@@ -123,6 +122,4 @@ def learn(method: OnlineMethod, user: Any, tables: Any, k: int, features: jax.Ar
         curves.offline.append(np.asarray(offline_ndcg(method, states, features, test)))
         curves.online.append(cumulative.copy())
         curves.online_mean.append(np.nanmean(ndcg, axis=1))
-        if progress is not None:
-            progress(n)
     return states, curves

@@ -92,7 +92,9 @@ def online(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
                 "at": at_counts(curves, counts),
                 "online_cumulative": {"mean": float(curves.online[-1].mean()), "sd": float(curves.online[-1].std(ddof=1)) if len(seeds) > 1 else 0.0},
                 "curves": {"interactions": curves.interactions, "offline": [v.tolist() for v in curves.offline],
-                           "online_cumulative": [v.tolist() for v in curves.online]},
+                           "online_cumulative": [v.tolist() for v in curves.online],
+                           # mean nDCG@10 of the lists shown in the block before each point (none before the first)
+                           "online_block_mean": [[None if np.isnan(x) else float(x) for x in v] for v in curves.online_mean]},
                 "seconds": seconds, "interactions_per_s": int(o["interactions"]) * len(seeds) / seconds,
             }
             results["users"][user_name][label] = row
