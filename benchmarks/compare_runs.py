@@ -20,7 +20,7 @@ def main(a: Path, b: Path) -> bool:
     same = list(ra) == list(rb)
     for m in ra:
         x, y = ra[m], rb.get(m, {})
-        eq = all(x[k] == y.get(k) for k in KEYS) and x.get("propensity", {}).get("estimated") == y.get("propensity", {}).get("estimated")
+        eq = all(x.get(k) == y.get(k) for k in KEYS)  # a selection row has no steps of its own and x.get("propensity", {}).get("estimated") == y.get("propensity", {}).get("estimated")
         same &= eq
         print(f"{m:15s} test nDCG@10 {x['test']['ndcg@10']:.6f} vs {y.get('test', {}).get('ndcg@10', float('nan')):.6f}  equal: {eq}")
     tables = pq.read_table(a / "per_query.parquet").equals(pq.read_table(b / "per_query.parquet"))
