@@ -34,6 +34,7 @@ def plot_online(results: Mapping[str, Any], path: Path) -> None:
             mean, sd = y.mean(axis=1), y.std(axis=1)
             ax.plot(x, mean, label=label)
             ax.fill_between(x, mean - sd, mean + sd, alpha=0.2)
+        ax.set_xscale("symlog", linthresh=1000)  # most of the learning happens in the first thousands
         ax.set_title(f"{user} user")
         ax.set_xlabel("interactions")
         ax.set_ylabel(f"{results['evaluate_on']} nDCG@10")
@@ -46,7 +47,7 @@ def combine(runs: list[Mapping[str, Any]]) -> dict[str, Any]:
     the table at fixed counts are read from the per-seed offline curves; the gap to the oracle is
     each fold's own oracle, averaged."""
     first = runs[0]
-    out: dict[str, Any] = {"interactions": first["interactions"], "seeds": [s for r in runs for s in r["seeds"]],
+    out: dict[str, Any] = {"interactions": first["interactions"], "seeds": first["seeds"],
                            "folds": len(runs), "list_size": first["list_size"], "evaluate_on": first["evaluate_on"], "users": {}}
     for user, rows in first["users"].items():
         out["users"][user] = {}
