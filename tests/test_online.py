@@ -202,3 +202,15 @@ def test_online_pipeline_end_to_end(tmp_path):
     assert len(pooled["users"]["perfect"]["pdgd"]["final_ndcg@10"]) == 4  # 2 runs x 2 seeds
     assert "pdgd - dbgd" not in (tmp_path / "online_summary.md").read_text()  # only the papers' pairs
     assert "mgd" not in pooled["users"]["perfect"]
+
+
+def test_plackett_luce_log_prob_stays_exact_for_a_peaked_policy():
+    """Scores 0, -20, -40: the second rank's candidates hold e^-20 + e^-40 of the mass, below float32's
+    resolution of 1 + e^-20. log P(ranking 0, 1, 2) = log(1 / (1 + e^-20 + e^-40)) + log(e^-20 / (e^-20 + e^-40))."""
+    s, mask = jnp.array([0.0, -20.0, -40.0]), jnp.ones(3, bool)
+    want = -math.log1p(math.exp(-20) + math.exp(-40)) - math.log1p(math.exp(-20))
+    got = float(log_prob(s, mask, jnp.array([0, 1, 2]), jnp.ones(3, bool)))
+    assert abs(got - want) < 1e-5, (got, want)
+    swapped = float(log_prob(s, mask, jnp.array([1, 0, 2]), jnp.ones(3, bool)))
+    want_swapped = (-20 - math.log1p(math.exp(-20) + math.exp(-40))) - math.log1p(math.exp(-40))
+    assert abs(swapped - want_swapped) < 1e-4, (swapped, want_swapped)

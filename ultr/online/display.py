@@ -28,11 +28,17 @@ def plackett_luce(key: jax.Array, scores: jax.Array, mask: jax.Array, k: int, te
 def log_prob(scores: jax.Array, mask: jax.Array, ranking: jax.Array, valid: jax.Array) -> jax.Array:
     """log P(the first k ranks are `ranking` [..., k]) under Plackett-Luce on `scores` [W] (mask [W]):
     sum over ranks of s_r - log(sum of exp(s) over the candidates not yet placed). Invalid ranks
-    (a list shorter than k) add nothing. Leading axes of `ranking` are alternative rankings."""
+    (a list shorter than k) add nothing. Leading axes of `ranking` are alternative orders of the
+    same shown documents (PDGD's swapped rankings), which share the sum over the documents not shown.
+
+    The sum over the candidates left at rank r is that shared sum plus the shown documents from r
+    on: no subtraction, so it stays exact when one document holds almost all of the mass (the
+    total-minus-placed form lost it to float32 cancellation once scores differ by ~17)."""
     s = jnp.where(mask, scores, EXCLUDED)
     m = jnp.max(s)
-    total = jnp.sum(jnp.where(mask, jnp.exp(s - m), 0.0))
-    placed = jnp.where(valid, jnp.exp(s[ranking] - m), 0.0)
-    before = jnp.cumsum(placed, axis=-1) - placed
-    left = jnp.maximum(total - before, 1e-30)
-    return jnp.sum(jnp.where(valid, s[ranking] - m - jnp.log(left), 0.0), axis=-1)
+    e = jnp.where(mask, jnp.exp(s - m), 0.0)
+    shown = jnp.zeros(s.shape, bool).at[ranking.reshape(-1)].max(jnp.broadcast_to(valid, ranking.shape).reshape(-1))
+    unshown = jnp.sum(jnp.where(shown, 0.0, e))
+    placed = jnp.where(valid, e[ranking], 0.0)
+    left = unshown + jnp.flip(jnp.cumsum(jnp.flip(placed, -1), -1), -1)  # the shown ones from rank r on
+    return jnp.sum(jnp.where(valid, s[ranking] - m - jnp.log(jnp.maximum(left, 1e-38)), 0.0), axis=-1)
