@@ -13,7 +13,14 @@ from pipelines.config import default_config
 from ultr.experiment import run_experiment
 from ultr.train.selection import run_plan, selection_specs
 
-PRESETS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+def _presets(entry: str) -> list[str]:
+    """The presets whose header names this entry point (pipelines.experiment or pipelines.online)."""
+    return sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")
+                  if any(f"pipelines.{entry}" in line for line in p.read_text().splitlines()[1:4]))
+
+
+PRESETS = _presets("experiment")
+ONLINE_PRESETS = _presets("online")
 SHRINK = ["trainer=debug", "trainer.steps=20", "trainer.eval_every=10", "model.hidden=[8]", "simulation.sessions=4000",
           "trainer.tensorboard=false", "trainer.checkpoint=false", "algorithm.ips_randomized.sessions=5000"]
 
@@ -33,6 +40,23 @@ def test_every_experiment_preset_runs_shrunk(tmp_path, preset):
     assert all(out[extra]["run"]["variant_of"] in out for extra in set(out) - plan)
     header = (ROOT / "conf" / "experiment" / f"{preset}.yaml").read_text().splitlines()
     assert header[0] == "# @package _global_" and any("pipelines.experiment" in line for line in header[1:4])
+
+
+def test_every_preset_names_its_entry_point():
+    every = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+    assert sorted(PRESETS + ONLINE_PRESETS) == every and ONLINE_PRESETS == ["online"]
+
+
+@pytest.mark.skipif(not EMBEDDED_MQ2008.exists(), reason="embedded MQ2008 Fold1 missing from data/")
+@pytest.mark.parametrize("preset", ONLINE_PRESETS)
+def test_every_online_preset_runs_shrunk(tmp_path, preset):
+    from ultr.online.run import online
+    cfg = default_config([f"+experiment={preset}", "online.interactions=200", "online.every=100", "online.seeds=1",
+                          "online.methods=[pdgd]", "online.oracle_epochs=1"], name="online")
+    out = online(cfg, tmp_path)
+    assert set(out["users"]) == set(cfg["online"]["users"]) and out["interactions"] == 200
+    header = (ROOT / "conf" / "experiment" / f"{preset}.yaml").read_text().splitlines()
+    assert header[0] == "# @package _global_"
 
 
 @pytest.mark.skipif(not EMBEDDED_MQ2008.exists(), reason="embedded MQ2008 Fold1 missing from data/")
