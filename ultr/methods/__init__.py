@@ -3,28 +3,16 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Any
 
 from ultr.errors import DataError
 from ultr.methods.base import LABELS, LISTS, SESSIONS, KnownSources, Method, Parts
+from ultr.registry import discover
 
 __all__ = ["LABELS", "LISTS", "SESSIONS", "KnownSources", "Method", "Parts", "default_settings", "get", "names"]
 
 
-def _discover() -> dict[str, Method]:
-    found: dict[str, Method] = {}
-    for info in pkgutil.iter_modules(__path__):
-        if info.name == "base" or info.name.startswith("_"):
-            continue
-        method = getattr(importlib.import_module(f"{__name__}.{info.name}"), "METHOD", None)
-        if method is not None:
-            found[method.name] = method
-    return dict(sorted(found.items()))
-
-
-REGISTRY = _discover()
+REGISTRY: dict[str, Method] = discover(__name__, __path__, lambda m: m.name)
 
 
 def names() -> list[str]:

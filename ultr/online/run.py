@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ultr.data.batching import query_lists
 from ultr.data.io import write_json
 from ultr.errors import DataError
 from ultr.metrics import evaluate_scores
@@ -27,16 +26,16 @@ from ultr.online.report import online_table, plot_online
 from ultr.workflows import ingest
 
 
-def final_metrics(method: OnlineMethod, states: Any, features, split: str) -> list[dict[str, float]]:
-    """Each seed's final ranker on `split`: ultr.metrics' means over queries with a relevant document."""
-    q = query_lists(features, split)
-    x = jnp.asarray(features.features[q.doc_index])
-    y_max = float(features.labels.max())
+def final_metrics(method: OnlineMethod, states: Any, X: jax.Array, ev: Evaluation, y_max: float) -> list[dict[str, float]]:
+    """Each seed's final ranker on a split: ultr.metrics' means over queries with a relevant document.
+    Scores the split's rows once and reads them into [Q, W] (no [Q, W, F] copy of the features)."""
+    x, where = X[ev.rows], np.asarray(ev.where)
+    label, mask = np.asarray(ev.label), np.asarray(ev.mask)
     out = []
     for s in range(jax.tree.leaves(states)[0].shape[0]):
         state = jax.tree.map(lambda a: a[s], states)
-        scores = np.asarray(method.score(state, x))
-        out.append(evaluate_scores(scores, q.label, q.mask, y_max)[0])
+        scores = np.asarray(method.score(state, x))[where]
+        out.append(evaluate_scores(scores, label, mask, y_max)[0])
     return out
 
 
@@ -71,7 +70,7 @@ def online(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
     vali = Evaluation.of(lists(features, "vali"))
     for method in {m.ranker: m for m in runs.values()}.values():
         state, v, epoch = full_information(method, X, train, vali, seed=seeds[0], epochs=int(o["oracle_epochs"]))
-        final = final_metrics(method, jax.tree.map(lambda a: a[None], state), features, o["evaluate_on"])[0]
+        final = final_metrics(method, jax.tree.map(lambda a: a[None], state), X, test, y_max)[0]
         results["oracle"][method.ranker] = {"final": final, "vali_ndcg@10": v, "epoch": epoch}
         print(f"oracle ({method.ranker} ranker, full information, best of {o['oracle_epochs']} epochs on vali: {epoch}) "
               f"{o['evaluate_on']} nDCG@10 {final['ndcg@10']:.4f}", file=sys.stderr)
@@ -83,7 +82,7 @@ def online(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
             states, curves = learn(method, user, tables, k, X, train, test, seeds=seeds,
                                    interactions=int(o["interactions"]), every=int(o["every"]), also_at=tuple(counts))
             seconds = time.perf_counter() - t0
-            final = final_metrics(method, states, features, o["evaluate_on"])
+            final = final_metrics(method, states, X, test, y_max)
             row = {
                 "method": method.key, "settings": {f: getattr(method, f) for f in method.__dataclass_fields__},
                 "final": {m: float(np.mean([f[m] for f in final])) for m in final[0]},

@@ -4,25 +4,13 @@ dataclass of its settings; `base.OnlineMethod`), so adding a method is adding a 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import pkgutil
 from typing import Any, Mapping
 
 from ultr.errors import DataError
 from ultr.online.methods.base import OnlineMethod
+from ultr.registry import discover
 
-
-def _discover() -> dict[str, type[OnlineMethod]]:
-    found = {}
-    for info in pkgutil.iter_modules(__path__):
-        if info.name != "base":
-            cls = getattr(importlib.import_module(f"{__name__}.{info.name}"), "METHOD", None)
-            if cls is not None:
-                found[cls.key] = cls
-    return dict(sorted(found.items()))
-
-
-REGISTRY = _discover()
+REGISTRY: dict[str, type[OnlineMethod]] = discover(__name__, __path__, lambda m: m.key)
 
 
 def names() -> list[str]:
