@@ -214,3 +214,63 @@ def test_plackett_luce_log_prob_stays_exact_for_a_peaked_policy():
     swapped = float(log_prob(s, mask, jnp.array([1, 0, 2]), jnp.ones(3, bool)))
     want_swapped = (-20 - math.log1p(math.exp(-20) + math.exp(-40))) - math.log1p(math.exp(-40))
     assert abs(swapped - want_swapped) < 1e-4, (swapped, want_swapped)
+
+
+def test_batched_update_adds_the_updates_of_interactions_from_the_same_ranker():
+    """online.batch=B: B interactions are shown by the same ranker and the state moves by the sum of
+    the B updates each would make from it (PDGD: the summed gradient); batch 1 chains them."""
+    from ultr.online.feed import Lists
+    from ultr.online.loop import _interaction, ideal_dcg, run_block
+    user, tables = _deterministic_user()
+    method = make("pdgd", {"learning_rate": 0.5})
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((8, 3)), jnp.float32)
+    lists = Lists(jnp.arange(8).reshape(2, 4), jnp.array([[0, 1, 0, 1], [1, 0, 0, 1]]), jnp.ones((2, 4), bool))
+    state = method.init(jax.random.key(0), 3)
+    state["params"]["w"] = jnp.array([0.3, -0.2, 0.1])
+    key = jax.random.key(7)
+    batched, ndcg, _ = run_block(method, user, 4, 4, tables, x, lists, jax.tree.map(lambda a: a[None], state), key[None], 4)
+    feed = Feed(user, tables, 4)
+    step = jax.random.split(jax.random.split(key, 1)[0], 4)  # the block's one step, its four interactions
+    deltas = [_interaction(method, feed, x, lists, ideal_dcg(lists, 4), state, kk)[0]["params"]["w"] - state["params"]["w"] for kk in step]
+    assert np.count_nonzero([np.abs(np.asarray(d)).sum() for d in deltas]) >= 2  # the sum is not one update alone
+    np.testing.assert_allclose(np.asarray(batched["params"]["w"][0]), np.asarray(state["params"]["w"] + sum(deltas)), atol=1e-6)
+    assert ndcg.shape == (1, 4)
+    chained, _, _ = run_block(method, user, 4, 4, tables, x, lists, jax.tree.map(lambda a: a[None], state), key[None], 1)
+    assert not np.allclose(np.asarray(chained["params"]["w"][0]), np.asarray(batched["params"]["w"][0]))
+
+
+@pytest.mark.parametrize("scale", [0.5, 3.0, 20.0])
+def test_pdgd_swap_weights_are_the_plackett_luce_probabilities_of_the_swapped_rankings(scale):
+    """rho for every pair of shown ranks, from the changed denominators alone, equals
+    P(R*) / (P(R) + P(R*)) with both rankings scored whole by display.log_prob (the definition),
+    padding and short lists included, peaked policies (scale 20) too."""
+    from ultr.online.methods.pdgd import swap_weights
+    rng = np.random.default_rng(int(scale * 10))
+    for trial in range(20):
+        width = int(rng.integers(3, 25))
+        k = min(6, width)
+        s = jnp.asarray(rng.standard_normal(width) * scale, jnp.float32)
+        mask = jnp.asarray(rng.random(width) < 0.7).at[0].set(True)
+        slots, valid = plackett_luce(jax.random.key(trial), s, mask, k)
+        rho = np.asarray(swap_weights(s, mask, slots, valid))
+        base = float(log_prob(s, mask, slots, valid))
+        for i in range(k):
+            for j in range(k):
+                if i != j and valid[i] and valid[j]:
+                    swapped = slots.at[i].set(slots[j]).at[j].set(slots[i])
+                    expected = 1.0 / (1.0 + math.exp(min(base - float(log_prob(s, mask, swapped, valid)), 80.0)))
+                    assert rho[i, j] == pytest.approx(expected, abs=2e-5), (trial, i, j)
+
+
+def test_online_ndcg_of_a_shown_list_by_hand():
+    """Grades [0, 2, 1] and a padding slot, k = 2: ideal DCG = 3/log2(2) + 1/log2(3) = 3.6309; showing
+    ranks (0, 1) gives 3/log2(3) = 1.8928, nDCG 0.5213; a query with no relevant candidate is NaN."""
+    from ultr.online.feed import Lists
+    from ultr.online.loop import ideal_dcg, shown_ndcg
+    lists = Lists(jnp.array([[0, 1, 2, 3], [4, 5, 6, 7]]), jnp.array([[0, 2, 1, 4], [0, 0, 0, 0]]),
+                  jnp.array([[True, True, True, False], [True, True, True, True]]))
+    ideal = ideal_dcg(lists, 2)
+    np.testing.assert_allclose(np.asarray(ideal), [3 + 1 / math.log2(3), 0.0], rtol=1e-6)
+    got = shown_ndcg(lists.label[0], jnp.array([0, 1]), jnp.array([True, True]), ideal[0])
+    assert float(got) == pytest.approx((3 / math.log2(3)) / (3 + 1 / math.log2(3)), rel=1e-6)
+    assert math.isnan(float(shown_ndcg(lists.label[1], jnp.array([0, 1]), jnp.array([True, True]), ideal[1])))

@@ -23,34 +23,55 @@ from ultr.online.methods.base import Feed, OnlineMethod
 ONLINE_DISCOUNT = 0.9995
 
 
-def shown_ndcg(label: jax.Array, mask: jax.Array, slots: jax.Array, shown: jax.Array) -> jax.Array:
+def _gain(y: jax.Array) -> jax.Array:
+    return jnp.exp2(y.astype(jnp.float32)) - 1.0
+
+
+def ideal_dcg(lists: Lists, k: int) -> jax.Array:
+    """[Q] DCG@k of each query's best k candidates: once per block, not a sort per interaction."""
+    disc = 1.0 / jnp.log2(jnp.arange(2, k + 2))
+    best = -jnp.sort(-jnp.where(lists.mask, lists.label, 0), axis=1)[:, :k]
+    return jnp.sum(_gain(best) * disc[: best.shape[1]], axis=1)
+
+
+def shown_ndcg(label: jax.Array, slots: jax.Array, shown: jax.Array, ideal: jax.Array) -> jax.Array:
     """nDCG@k of a displayed list against the query's best k candidates (NaN: no relevant one)."""
-    gain = lambda y: jnp.exp2(y.astype(jnp.float32)) - 1.0  # noqa: E731
     disc = 1.0 / jnp.log2(jnp.arange(2, slots.shape[0] + 2))
-    dcg = jnp.sum(jnp.where(shown, gain(label[slots]), 0.0) * disc)
-    ideal = jnp.sum(gain(jnp.sort(jnp.where(mask, label, 0))[::-1][: slots.shape[0]]) * disc)
+    dcg = jnp.sum(jnp.where(shown, _gain(label[slots]), 0.0) * disc)
     return jnp.where(ideal > 0, dcg / jnp.maximum(ideal, 1e-9), jnp.nan)
 
 
-def _interaction(method: OnlineMethod, feed: Feed, features: jax.Array, lists: Lists, state: Any, key: jax.Array):
+def _interaction(method: OnlineMethod, feed: Feed, features: jax.Array, lists: Lists, ideal: jax.Array, state: Any,
+                 key: jax.Array):
     k_query, k_act = jax.random.split(key)
     q = jax.random.randint(k_query, (), 0, lists.doc.shape[0])
     doc, mask, label = lists.doc[q], lists.mask[q], lists.label[q]
     state, slots, shown, clicks = method.interact(state, k_act, features[doc], mask, label, feed)
-    return state, (shown_ndcg(label, mask, slots, shown), jnp.sum(clicks))
+    return state, (shown_ndcg(label, slots, shown, ideal[q]), jnp.sum(clicks))
 
 
-@partial(jax.jit, static_argnames=("method", "user", "k", "n"))
+def _batched(method: OnlineMethod, feed: Feed, features: jax.Array, lists: Lists, ideal: jax.Array, batch: int,
+             state: Any, key: jax.Array):
+    """`batch` interactions shown by the same ranker, each updating from it; the state moves by the
+    sum of their updates (for PDGD: the gradient summed over the batch, as ULTRA's batched PDGD)."""
+    if batch == 1:  # the papers' form: every interaction updates the ranker the next one uses
+        return _interaction(method, feed, features, lists, ideal, state, key)
+    after, out = jax.vmap(lambda kk: _interaction(method, feed, features, lists, ideal, state, kk))(jax.random.split(key, batch))
+    return jax.tree.map(lambda s, a: s + jnp.sum(a - s, axis=0), state, after), out
+
+
+@partial(jax.jit, static_argnames=("method", "user", "k", "n", "batch"))
 def run_block(method: OnlineMethod, user: Any, k: int, n: int, tables: Any, features: jax.Array, lists: Lists,
-              states: Any, keys: jax.Array) -> tuple[Any, jax.Array, jax.Array]:
-    """n interactions for each seed: states and keys [S, ...] -> (states, online nDCG [S, n], clicks [S, n]).
-    Seeds run vmapped, or one after another where the method says vmapping is slower on CPU."""
-    feed = Feed(user, tables, k)
+              states: Any, keys: jax.Array, batch: int = 1) -> tuple[Any, jax.Array, jax.Array]:
+    """n interactions for each seed (n a multiple of `batch`, the interactions per update): states and
+    keys [S, ...] -> (states, online nDCG [S, n], clicks [S, n]). Seeds run vmapped, or one after
+    another where the method says vmapping is slower on CPU."""
+    feed, ideal = Feed(user, tables, k), ideal_dcg(lists, min(k, lists.doc.shape[1]))
 
     def one_seed(state, key):
-        step = lambda s, kk: _interaction(method, feed, features, lists, s, kk)  # noqa: E731
-        state, (ndcg, clicks) = jax.lax.scan(step, state, jax.random.split(key, n))
-        return state, ndcg, clicks
+        step = lambda s, kk: _batched(method, feed, features, lists, ideal, batch, s, kk)  # noqa: E731
+        state, (ndcg, clicks) = jax.lax.scan(step, state, jax.random.split(key, n // batch))
+        return state, ndcg.reshape(n), clicks.reshape(n)
     if method.vmap_seeds:
         return jax.vmap(one_seed)(states, keys)
     return jax.lax.map(lambda a: one_seed(*a), (states, keys))
@@ -97,9 +118,10 @@ class Curves:
 
 
 def learn(method: OnlineMethod, user: Any, tables: Any, k: int, features: jax.Array, train: Lists, test: Evaluation,
-          *, seeds: list[int], interactions: int, every: int, also_at: tuple[int, ...] = ()) -> tuple[Any, Curves]:
+          *, seeds: list[int], interactions: int, every: int, also_at: tuple[int, ...] = (), batch: int = 1) -> tuple[Any, Curves]:
     """Run `interactions` interactions per seed, recording the curves every `every` interactions and
-    at each count in `also_at`. Returns the final states [S, ...] and the curves."""
+    at each count in `also_at` (all multiples of `batch`, the interactions per update). Returns the
+    final states [S, ...] and the curves."""
     init = jax.vmap(lambda kk: method.init(kk, features.shape[1]))
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
     init_keys, keys = jax.vmap(lambda kk: jax.random.split(kk, 2), out_axes=1)(keys)
@@ -113,7 +135,7 @@ def learn(method: OnlineMethod, user: Any, tables: Any, k: int, features: jax.Ar
     for point in points:
         n = point - done
         block_keys = jax.vmap(lambda kk: jax.random.fold_in(kk, done))(keys)
-        states, ndcg, _ = run_block(method, user, k, n, tables, features, train, states, block_keys)
+        states, ndcg, _ = run_block(method, user, k, n, tables, features, train, states, block_keys, batch)
         ndcg = np.asarray(ndcg, np.float64)
         discount = ONLINE_DISCOUNT ** np.arange(done, point)
         cumulative += np.nansum(ndcg * discount, axis=1)

@@ -16,7 +16,8 @@ def online_table(results: Mapping[str, Any]) -> str:
     for user, runs in results["users"].items():
         counts = list(next(iter(runs.values()))["at"])
         over = f"{len(results['seeds'])} seeds" + (f" x {results['folds']} folds" if "folds" in results else "")
-        lines.append(f"{results['evaluate_on']} nDCG@10 under the {user} user (mean ± sd over {over})")
+        batched = f"; {results['batch']} interactions per update, not the papers' 1" if results.get("batch", 1) > 1 else ""
+        lines.append(f"{results['evaluate_on']} nDCG@10 under the {user} user (mean ± sd over {over}{batched})")
         lines.append("run       " + "".join(f"{int(c):>17,d}" for c in counts) + "   gap to oracle   online (disc. cum.)")
         for label, row in runs.items():
             cells = "".join(f"{row['at'][c]['mean']:>9.4f} ± {row['at'][c]['sd']:.3f}" for c in counts)
@@ -48,7 +49,8 @@ def combine(runs: list[Mapping[str, Any]]) -> dict[str, Any]:
     each fold's own oracle, averaged."""
     first = runs[0]
     out: dict[str, Any] = {"interactions": first["interactions"], "seeds": first["seeds"],
-                           "folds": len(runs), "list_size": first["list_size"], "evaluate_on": first["evaluate_on"], "users": {}}
+                           "folds": len(runs), "list_size": first["list_size"], "evaluate_on": first["evaluate_on"],
+                           "batch": first.get("batch", 1), "users": {}}
     for user, rows in first["users"].items():
         out["users"][user] = {}
         for label in rows:

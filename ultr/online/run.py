@@ -52,6 +52,14 @@ def online(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
     o = cfg["online"]
     if int(o["interactions"]) < 1 or int(o["every"]) < 1 or int(o["seeds"]) < 1:
         raise DataError(f"online.interactions={o['interactions']}, online.every={o['every']}, online.seeds={o['seeds']}: all must be >= 1")
+    batch = int(o.get("batch", 1))
+    if batch < 1:
+        raise DataError(f"online.batch={batch}: the interactions per update must be >= 1 (1: the papers' form)")
+    off = [f"online.{n}={v}" for n, v in (("interactions", o["interactions"]), ("every", o["every"]),
+                                          *(("report_at", c) for c in o["report_at"] if int(c) <= int(o["interactions"])))
+           if int(v) % batch]
+    if off:
+        raise DataError(f"online.batch={batch}: {off[0]} is not a multiple of it; interaction counts must be whole batches")
     run_dir = Path(run_dir)
     features = ingest(cfg["data"], run_dir, seed=int(cfg["seed"]))
     y_max, k = int(features.labels.max()), int(o["list_size"])
@@ -59,7 +67,7 @@ def online(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
     train, test = lists(features, "train"), Evaluation.of(lists(features, o["evaluate_on"]))
     seeds = [int(cfg["seed"]) + i for i in range(int(o["seeds"]))]
     counts = sorted({int(c) for c in o["report_at"] if int(c) <= int(o["interactions"])} | {int(o["interactions"])})
-    results: dict[str, Any] = {"interactions": int(o["interactions"]), "seeds": seeds, "list_size": k,
+    results: dict[str, Any] = {"interactions": int(o["interactions"]), "seeds": seeds, "list_size": k, "batch": batch,
                                "evaluate_on": o["evaluate_on"], "oracle": {}, "users": {}}
     unknown = [m for m in o["methods"] if m not in o["runs"]]
     if unknown:
@@ -80,7 +88,7 @@ def online(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
         for label, method in runs.items():
             t0 = time.perf_counter()
             states, curves = learn(method, user, tables, k, X, train, test, seeds=seeds,
-                                   interactions=int(o["interactions"]), every=int(o["every"]), also_at=tuple(counts))
+                                   interactions=int(o["interactions"]), every=int(o["every"]), also_at=tuple(counts), batch=batch)
             seconds = time.perf_counter() - t0
             final = final_metrics(method, states, X, test, y_max)
             row = {
