@@ -44,17 +44,20 @@ def test_every_experiment_preset_runs_shrunk(tmp_path, preset):
 
 def test_every_preset_names_its_entry_point():
     every = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
-    assert sorted(PRESETS + ONLINE_PRESETS) == every and ONLINE_PRESETS == ["online"]
+    assert sorted(PRESETS + ONLINE_PRESETS) == every and ONLINE_PRESETS == ["online", "online_vs_offline"]
 
 
 @pytest.mark.skipif(not EMBEDDED_MQ2008.exists(), reason="embedded MQ2008 Fold1 missing from data/")
 @pytest.mark.parametrize("preset", ONLINE_PRESETS)
 def test_every_online_preset_runs_shrunk(tmp_path, preset):
     from ultr.online.run import online
+    offline = "online.offline.overrides=[" + ",".join(f'"{o}"' for o in SHRINK if not o.startswith("simulation.")) + "]"
     cfg = default_config([f"+experiment={preset}", "online.interactions=200", "online.every=100", "online.seeds=1",
-                          "online.methods=[pdgd]", "online.oracle_epochs=1"], name="online")
+                          "online.methods=[pdgd]", "online.oracle_epochs=1", offline, "online.users=[informational]"], name="online")
     out = online(cfg, tmp_path)
-    assert set(out["users"]) == set(cfg["online"]["users"]) and out["interactions"] == 200
+    assert set(out["users"]) == {"informational"} and out["interactions"] == 200
+    # the offline methods ran on a log of as many sessions, or none were asked for
+    assert set(out.get("offline", {}).get("informational", {})) == set(cfg["online"]["offline"]["methods"])
     header = (ROOT / "conf" / "experiment" / f"{preset}.yaml").read_text().splitlines()
     assert header[0] == "# @package _global_"
 

@@ -258,6 +258,17 @@ def graded(labels: np.ndarray, y_max: int, lo: float, hi: float) -> np.ndarray:
     return per_grade[np.clip(labels, 0, y_max)]  # a lookup per item: the labels arrive as millions of slots
 
 
+def grade_table(labels: np.ndarray, y_max: int, lo: float, hi: float, table: Any, name: str) -> np.ndarray:
+    """A probability per grade: `table` (one value per grade 0..y_max) where given, else `graded`
+    between the end points (the online literature's users give theirs per grade)."""
+    if table is None:
+        return graded(labels, y_max, lo, hi)
+    per_grade = np.asarray(table, np.float64).reshape(-1)
+    if per_grade.size != y_max + 1:
+        raise DataError(f"click_model.{name}={list(per_grade)}: give one probability per grade 0..{y_max} ({y_max + 1} values)")
+    return per_grade[np.clip(labels, 0, y_max)]
+
+
 def per_rank(values: Any, K: int) -> np.ndarray:
     """A per-rank list read at ranks 1..K; ranks past its end reuse its last value."""
     v = np.asarray(values, np.float64)

@@ -111,7 +111,8 @@ def check_click_model_params(params: Mapping[str, Any]) -> None:
         v = _values(params.get(key))
         if v.size and not (np.isfinite(v).all() and (v >= 0).all()):
             raise DataError(f"click_model.{key}={params[key]}: the bias severity must be finite and >= 0 (0 = no position bias)")
-    for key in ("eps_neg", "eps_pos", "decay", "lambdas", "matrix", "theta", "table", "gamma", "tau", "sat_neg", "sat_pos"):
+    for key in ("eps_neg", "eps_pos", "decay", "lambdas", "matrix", "theta", "table", "gamma", "tau", "sat_neg", "sat_pos",
+                "attraction", "satisfaction"):
         v = _values(params.get(key))
         if v.size and not (np.isfinite(v).all() and (v >= 0).all() and (v <= 1).all()):
             raise DataError(f"click_model.{key}={params[key]}: probabilities must lie in [0, 1]")

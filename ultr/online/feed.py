@@ -4,7 +4,8 @@ A query's candidates are a row of `Lists` (document rows into the features table
 longest list). The users are click models of ultr's own (`ultr.click_models`), sampled in JAX:
   perfect, navigational, informational  the cascade users of Hofmann et al. (2013), which
       Oosterhuis and de Rijke (2018) use with the same click and stop probabilities per grade:
-      SDBN with attraction = P(click | grade) and satisfaction = P(stop | grade)
+      ultr's SDBN with attraction = P(click | grade) and satisfaction = P(stop | grade) given per
+      grade, so the offline simulator can log the same users
   pbm, dcm, ... (any simulation click model)  with the `click_model.*` settings, as offline
 """
 
@@ -18,7 +19,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ultr.click_models.base import ClickModel
-from ultr.click_models.models import get as click_model
 from ultr.click_models.simulator import gather_params, make_click_model
 from ultr.data.batching import query_lists
 from ultr.data.letor import FeatureTable
@@ -68,13 +68,22 @@ class User:
         return self.model.sample(gather_params(self.model, tables, flat_labels), flat_mask, u).reshape(*lead, -1)
 
 
+def cascade_user(name: str, y_max: int) -> dict[str, Any]:
+    """The cascade user `name` as settings of ultr's SDBN click model (online and offline alike)."""
+    if y_max not in CASCADE_USERS[name]:
+        raise DataError(f"online.users: {name!r} is defined for grade scales 0..2 and 0..4, the data's is 0..{y_max}")
+    click, stop = CASCADE_USERS[name][y_max]
+    return {"name": "sdbn", "attraction": list(click), "satisfaction": list(stop)}
+
+
+def user_click_model(name: str, y_max: int, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The click-model config (`name` + settings) of user `name`: a cascade user, or one of ultr's
+    simulation click models with these settings."""
+    return cascade_user(name, y_max) if name in CASCADE_USERS else {"name": name, **dict(settings or {})}
+
+
 def make_user(name: str, y_max: int, k: int, settings: Mapping[str, Any] | None = None) -> tuple[User, dict[str, jax.Array]]:
     """The user `name` for lists of k on a grade scale 0..y_max, and its parameter tables."""
-    if name in CASCADE_USERS:
-        if y_max not in CASCADE_USERS[name]:
-            raise DataError(f"online.users: {name!r} is defined for grade scales 0..2 and 0..4, the data's is 0..{y_max}")
-        click, stop = (np.repeat(np.asarray(v, np.float32)[:, None], k, axis=1) for v in CASCADE_USERS[name][y_max])
-        return User(name, click_model("sdbn")), {"attraction": jnp.asarray(click), "satisfaction": jnp.asarray(stop)}
-    sim = make_click_model(name, y_max=y_max, **dict(settings or {}))
+    cm = user_click_model(name, y_max, settings)
+    sim = make_click_model(cm.pop("name"), y_max=y_max, **cm)
     return User(name, sim.model), sim.tables(k)
-

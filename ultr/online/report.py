@@ -22,6 +22,11 @@ def online_table(results: Mapping[str, Any]) -> str:
         for label, row in runs.items():
             cells = "".join(f"{row['at'][c]['mean']:>9.4f} ± {row['at'][c]['sd']:.3f}" for c in counts)
             lines.append(f"{label:10s} {cells}   {row['gap_to_oracle']:+13.4f}   {row['online_cumulative']['mean']:10.1f} ± {row['online_cumulative']['sd']:.1f}")
+        for label, row in results.get("offline", {}).get(user, {}).items():
+            v = np.asarray(row["final_ndcg@10"])
+            cell = f"{v.mean():>9.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
+            lines.append(f"{label:10s} {' ' * 17 * (len(counts) - 1)}{cell}   offline, a log of {row['sessions']:,} sessions "
+                         f"per replicate ({row['ranker']})")
     return "\n".join(lines)
 
 
@@ -67,6 +72,11 @@ def combine(runs: list[Mapping[str, Any]]) -> dict[str, Any]:
                 "gap_to_oracle": float(np.mean([p["gap_to_oracle"] for p in parts])),
                 "online_cumulative": {"mean": float(online[-1].mean()), "sd": float(online[-1].std(ddof=1))},
                 "curves": {"interactions": points, "offline": offline.tolist(), "online_cumulative": online.tolist()}}
+    for user, rows in first.get("offline", {}).items():
+        out.setdefault("offline", {})[user] = {
+            label: {**{k: v for k, v in row.items() if k not in ("final", "final_sd")},
+                    "final_ndcg@10": [x for r in runs for x in r["offline"][user][label]["final_ndcg@10"]]}
+            for label, row in rows.items()}
     return out
 
 
@@ -75,7 +85,8 @@ def paired_differences(pooled: Mapping[str, Any], pairs: list[tuple[str, str]]) 
     two-sided paired t-test's p-value."""
     from scipy import stats
     lines = ["user           a - b                    mean diff    p (paired t)   replicates"]
-    for user, rows in pooled["users"].items():
+    for user, online_rows in pooled["users"].items():
+        rows = {**online_rows, **pooled.get("offline", {}).get(user, {})}
         for a, b in pairs:
             if a in rows and b in rows:
                 x, y = np.asarray(rows[a]["final_ndcg@10"]), np.asarray(rows[b]["final_ndcg@10"])
@@ -87,6 +98,13 @@ def paired_differences(pooled: Mapping[str, Any], pairs: list[tuple[str, str]]) 
 PAPER_ORDER = [("pdgd", "mgd"), ("mgd", "dbgd"), ("pdgd_mlp", "pdgd")]
 
 
+def versus_offline(pooled: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Each online run against each offline method (the online_vs_offline comparison)."""
+    offline = sorted({m for rows in pooled.get("offline", {}).values() for m in rows})
+    online = sorted({m for rows in pooled["users"].values() for m in rows})
+    return [(a, b) for a in online for b in offline]
+
+
 def aggregate_online(sweep_dir: Path) -> dict[str, Any]:
     """`python -m pipelines.aggregate sweep_dir=DIR` on a sweep of `pipelines.online` runs."""
     import json
@@ -95,7 +113,7 @@ def aggregate_online(sweep_dir: Path) -> dict[str, Any]:
     runs = [json.loads(f.read_text()) for f in sorted(Path(sweep_dir).rglob("online.json"))]
     pooled = combine(runs)
     text = (f"{online_table(pooled)}\n\nfinal {pooled['evaluate_on']} nDCG@10, paired over (fold, seed):\n"
-            f"{paired_differences(pooled, PAPER_ORDER)}")
+            f"{paired_differences(pooled, PAPER_ORDER + versus_offline(pooled))}")
     write_json(pooled, Path(sweep_dir) / "online_summary.json")
     with atomic_path(Path(sweep_dir) / "online_summary.md") as tmp:
         tmp.write_text(f"# Online sweep: {sweep_dir} ({len(runs)} runs)\n\n```\n{text}\n```\n")

@@ -21,6 +21,7 @@ from ultr.online.feed import lists, make_user
 from ultr.online.loop import Curves, Evaluation, learn
 from ultr.online.methods import make
 from ultr.online.methods.base import OnlineMethod
+from ultr.online.offline import offline_rows
 from ultr.online.oracle import full_information
 from ultr.online.report import online_table, plot_online
 from ultr.workflows import ingest
@@ -108,6 +109,8 @@ def online(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
             print(f"online {user_name:13s} {label:9s} {o['evaluate_on']} nDCG@10 {row['final']['ndcg@10']:.4f} ± {row['final_sd']['ndcg@10']:.4f}"
                   f"  online (discounted cum.) {row['online_cumulative']['mean']:8.1f}"
                   f"  {row['interactions_per_s']:,.0f} interactions/s ({len(seeds)} seeds, incl. compile)", file=sys.stderr)
+        if o.get("offline", {}).get("methods"):
+            results.setdefault("offline", {})[user_name] = offline_rows(cfg, user_name, y_max, seeds, run_dir)
     write_json(results, run_dir / "online.json")
     plot_online(results, run_dir / "learning_curves.png")
     print(online_table(results), file=sys.stderr)

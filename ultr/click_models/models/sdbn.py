@@ -13,4 +13,4 @@ class SDBN(DBN):
     # Its scan is faster than its loop for the fit at every batch size measured (1,024-8,192); the
     # simulator's blocks (10^5-10^6 sessions, forward only) are faster with the loop.
     chain_loop_from = 65536
-    settings = {"eps_neg": 0.1, "eps_pos": 1.0, "sat_neg": 0.0, "sat_pos": 1.0}
+    settings = {"eps_neg": 0.1, "eps_pos": 1.0, "sat_neg": 0.0, "sat_pos": 1.0, "attraction": None, "satisfaction": None}
