@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(PY) -m pipelines.experiment $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_simulate.py
