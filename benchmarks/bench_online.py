@@ -123,6 +123,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--mq2008", default=str(Path(__file__).resolve().parent.parent.parent / "shared/data/mq2008"))
     ap.add_argument("--runs", default=",".join(RUNS))
+    ap.add_argument("--batch", type=int, default=1, help="interactions per update (online.batch); 1 = the papers' form")
     ap.add_argument("--peer", action="store_true", help="ULTRA_pytorch's PDGD and DBGD side by side, instead of ultr's runs alone")
     ap.add_argument("--peer-batches", type=int, default=10, help="timed batches of 256 queries for the peer")
     ap.add_argument("--ultra-repo", default="/work/.mirror/ULTR-Community+ULTRA_pytorch/repo")
@@ -137,9 +138,11 @@ def main() -> None:
     for label in args.runs.split(","):
         name, settings = RUNS[label]
         for where, (X, train, y_max) in data.items():
-            r = rate(name, settings, X, train, y_max, args.seeds, args.interactions)
+            n = args.interactions - args.interactions % args.batch
+            r = rate(name, settings, X, train, y_max, args.seeds, n, batch=args.batch)
             record("online_rate", {"run": label, "data": where, "candidates": int(train.doc.shape[1]), "seeds": args.seeds,
-                                   "interactions": args.interactions, "interactions_per_s": round(r)})
+                                   "batch": args.batch, "interactions": n, "interactions_per_s": round(r),
+                                   "device": str(jax.devices()[0].device_kind)})
 
 
 if __name__ == "__main__":
