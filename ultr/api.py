@@ -5,34 +5,52 @@ documents, read the propensity curve. It drives the same ETL and training code a
     model = fit("clicks.parquet", "features.parquet", method="dla", steps=2000)
     scores = model.predict("features.parquet", split="test")   # one score per row of that split
     model.propensity()                                          # examination relative to position 1
+
+    from ultr.api import load
+    ranker = load("outputs/experiment/RUN", "dla")  # a run's checkpoint (or RUN:dla, RUN/checkpoints/dla)
+    ranker.evaluate("outputs/experiment/RUN/features.parquet", split="test")   # nDCG@10 etc. on labels
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+
 from ultr.data.batching import query_lists, read_sessions
 from ultr.data.etl import run_etl
-from ultr.data.letor import FeatureTable, read_features
+from ultr.data.letor import FeatureTable, read_features, read_features_meta
 from ultr import methods
 from ultr.config import compose
+from ultr.errors import DataError
+from ultr.metrics import evaluate_scores
 from ultr.paths import existing
-from ultr.train.method import TrainedMethod, needs_train_lists, train_method
+from ultr.train.build import build_steps
+from ultr.train.checkpoint import restore_state
+from ultr.train.loop import score_lists, score_rows
+from ultr.train.method import TrainedMethod, needs_train_lists, train_method, with_overrides
+from ultr.train.steps import Steps
 from ultr.workflows import etl_config
 
 
 @dataclass
-class FittedRanker:
-    trained: TrainedMethod
+class Ranker:
+    """A trained ranker: its scoring function and parameters, with the run's config and the
+    features table's normalisation (which `predict` expects its inputs to have had)."""
+
+    name: str
+    steps: Steps
+    params: Any
     config: Mapping[str, Any]
     normalization: Mapping[str, Any]
-    etl_stats: Mapping[str, Any]  # what the ETL kept and dropped (e.g. sessions on vali/test queries)
+    features_path: str | None = None  # the features table it was trained on (its rows are what it scores)
 
     def predict(self, features: str | Path | FeatureTable | np.ndarray, split: str | None = None) -> np.ndarray:
         """Scores for feature rows: an array [N, F] (already transformed like the training table),
@@ -43,13 +61,70 @@ class FittedRanker:
             x = features.features if split is None else features.features[features.rows(split)]
         else:
             x = np.asarray(features, dtype=np.float32)
-        params = self.trained.fit.best_state.ranker
-        idx = jnp.arange(len(x), dtype=jnp.int32)[None, :]
-        return np.asarray(self.trained.steps.score(params, idx, jnp.asarray(x)))[0]
+        return self.score_rows(np.arange(len(x)), jnp.asarray(x))
+
+    def score_rows(self, rows: np.ndarray, features: jax.Array | None) -> np.ndarray:
+        """Scores of rows of a features array already on the device (or id-vocabulary indices)."""
+        return score_rows(self.steps, self.params, rows, features)
+
+    def evaluate(self, features: str | Path | FeatureTable, split: str = "test") -> dict[str, float]:
+        """Mean nDCG@1/3/5/10, ERR@10, MRR and MAP on a labelled split (queries with a relevant document)."""
+        table = read_features(features) if isinstance(features, (str, Path)) else features
+        lists = query_lists(table, split)
+        scores = score_lists(self.steps, self.params, lists, jnp.asarray(table.features))
+        means, _, valid = evaluate_scores(scores, lists.label, lists.mask, float(table.labels.max()))
+        return {**means, "queries": int(valid.sum())}
+
+
+@dataclass
+class FittedRanker(Ranker):
+    trained: TrainedMethod | None = None
+    etl_stats: Mapping[str, Any] | None = None  # what the ETL kept and dropped (e.g. sessions on vali/test queries)
 
     def propensity(self) -> np.ndarray | None:
         """Estimated examination of positions 1..K relative to position 1 (DLA only, else None)."""
-        return None if self.trained.propensity is None else np.asarray(self.trained.propensity)
+        return None if self.trained is None or self.trained.propensity is None else np.asarray(self.trained.propensity)
+
+
+def load(path: str | Path, method: str | None = None) -> Ranker:
+    """The ranker a `pipelines.experiment` run trained: `path` is the run directory (with `method`,
+    or `RUN:method`, when it trained several) or one of its `checkpoints/<label>` folders."""
+    run_dir, label = _run_and_label(Path(str(path)), method)
+    results = json.loads((run_dir / "results.json").read_text())
+    entries = results.get("methods", {})
+    if label not in entries or "checkpoint" not in entries[label]:
+        trained = [k for k, v in entries.items() if "checkpoint" in v]
+        raise DataError(f"{run_dir}: no checkpoint of {label!r}; checkpoints here: {trained} "
+                        "(runs with trainer.checkpoint=false keep none)")
+    entry = entries[label]
+    run = entry.get("run") or {}
+    name = run.get("method", label)
+    cfg = with_overrides(results["config"], list(run.get("overrides", []))) if run.get("overrides") else results["config"]
+    features = Path(results.get("data_dir") or run_dir) / "features.parquet"
+    meta = read_features_meta(features)
+    list_size = int(cfg["etl"]["list_size"])
+    placeholders = {k: np.ones(list_size, np.float32) for k in methods.get(name).needs}  # shapes only: not restored
+    steps = build_steps(name, cfg, int(meta["num_features"]), list_size, known=placeholders)
+    like = steps.init(jax.random.PRNGKey(0), 1)
+    state = restore_state(entry["checkpoint"], like)
+    return Ranker(label, steps, state.ranker, cfg, meta.get("normalization", {}), str(features))
+
+
+def _run_and_label(path: Path, method: str | None) -> tuple[Path, str]:
+    text = str(path)
+    if method is None and ":" in text and not Path(text).exists():
+        text, method = text.rsplit(":", 1)
+    path = existing(text, "ranker")
+    if path.parent.name == "checkpoints":
+        return path.parent.parent, method or path.name
+    if not (path / "results.json").is_file():
+        raise DataError(f"{path}: not a finished `pipelines.experiment` run (no results.json); point at its run directory")
+    if method is None:
+        trained = [k for k, v in json.loads((path / "results.json").read_text())["methods"].items() if "checkpoint" in v]
+        if len(trained) != 1:
+            raise DataError(f"{path} trained {trained}: name one as {path}:<method>")
+        method = trained[0]
+    return path, method
 
 
 def fit(
@@ -100,4 +175,5 @@ def _fit_in(work: Path, clicks: Path, features: Path, method: str, cfg: dict[str
     sessions = read_sessions(work)  # in memory: the folder may go once this returns
     train_lists = query_lists(table, "train") if needs_train_lists([method], cfg) else None
     trained = train_method(method, cfg, table, jnp.asarray(table.features), sessions, train_lists, query_lists(table, "vali"))
-    return FittedRanker(trained, cfg, table.meta.get("normalization", {}), stats)
+    return FittedRanker(method, trained.steps, trained.fit.best_state.ranker, cfg, table.meta.get("normalization", {}),
+                        str(features), trained=trained, etl_stats=stats)

@@ -121,7 +121,7 @@ def simulate_on(features: FeatureTable, cfg: Mapping[str, Any], run_dir: str | P
             policy_fraction=float(sim["policy_fraction"]), policy_min_queries=int(sim["policy_min_queries"]),
             config=dict(cfg), logging_policies=int(sim.get("logging_policies", 1)),
             logging=str(sim.get("logging", "deterministic")), temperature=float(sim.get("temperature", 1.0)),
-            progress=bar.update,
+            progress=bar.update, session_split=sim.get("session_split"), stream=int(sim.get("stream", 1)),
         )
     where = f" -> {run_dir / 'clicks.parquet'}" if announce_path else ""
     print(f"simulated {summary['sessions']} sessions, {summary['impressions']} impressions, "
@@ -164,7 +164,7 @@ def prepare_log(log: Mapping[str, Any], run_dir: Path) -> tuple[Path, dict[str, 
     return run_dir / "clicks", reader
 
 
-def log_to_sessions(cfg: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
+def log_to_sessions(cfg: Mapping[str, Any], run_dir: Path, training: bool = True) -> dict[str, Any]:
     """The configured click log (`log`, converted from its format) and optional features table
     (`features.path`) through the ETL into run_dir; returns the ETL stats (with the reader's)."""
     log = cfg["log"]
@@ -175,7 +175,7 @@ def log_to_sessions(cfg: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
     if reader is not None:
         stats["reader"], stats["quarantined"] = reader, reader["quarantined"]
         write_json(stats, run_dir / "stats.json")
-    print_stats(stats, file=sys.stderr)
+    print_stats(stats, file=sys.stderr, training=training)
     return stats
 
 

@@ -511,7 +511,8 @@ def _raise_mixed_query(df: pl.DataFrame, source: str) -> None:
     )
 
 
-def print_stats(stats: dict[str, Any], file=sys.stdout) -> None:
+def print_stats(stats: dict[str, Any], file=sys.stdout, training: bool = True) -> None:
+    """`training=False` (a log only evaluated on) leaves out the hint about learning propensities."""
     print(
         f"sessions={stats['sessions']} impressions={stats['impressions']} clicks={stats['clicks']} "
         f"zero-click sessions={stats['zero_click_sessions']} shards={stats['shards']}",
@@ -524,7 +525,7 @@ def print_stats(stats: dict[str, Any], file=sys.stdout) -> None:
         print(
             f"documents shown at more than one position: {spread['at_several_positions']} of {spread['documents']} "
             f"({100 * spread['share']:.1f}%)", file=file)
-        if spread["share"] < 0.01:
+        if spread["share"] < 0.01 and training:
             print(
                 "  (one ranking per query: the data alone cannot separate position from document, so learned "
                 "propensities rest on the ranker's generalisation; see README, 'Severe bias and one ranking per query')", file=file)

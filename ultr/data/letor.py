@@ -237,6 +237,15 @@ def _table_meta(path: Path, schema: pa.Schema) -> dict[str, Any] | None:
     return json.loads(raw) if raw else None
 
 
+def read_features_meta(path: str | Path) -> dict[str, Any]:
+    """The ingest metadata of a features table (its width at least), without reading its rows."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: features table not found")
+    schema = pq.read_schema(path)
+    return _table_meta(path, schema) or {"num_features": schema.field("features").type.list_size}
+
+
 def read_features(path: str | Path) -> FeatureTable:
     """Read row group by row group into one preallocated float32 array (peak: the array plus a
     row group); query and split ids share their string objects (dictionary-decoded)."""

@@ -198,6 +198,8 @@ def run_simulation(
     logging: str = "deterministic",
     temperature: float = 1.0,
     progress: Callable[[int], None] | None = None,
+    session_split: str | None = None,
+    stream: int = 1,
 ) -> dict[str, Any]:
     """Simulate and write `clicks.parquet`, `propensities.json` and `simulation.json` under out_dir."""
     out_dir = Path(out_dir)
@@ -205,7 +207,7 @@ def run_simulation(
     log = simulate_sessions(
         features, click_model, sessions=sessions, list_size=list_size, seed=seed,
         policy_fraction=policy_fraction, policy_min_queries=policy_min_queries, logging_policies=logging_policies,
-        logging=logging, temperature=temperature, progress=progress,
+        logging=logging, temperature=temperature, progress=progress, session_split=session_split, stream=stream,
     )
     t_sim = time.perf_counter() - t0
     rows = write_simulated_log(log, features, out_dir / "clicks.parquet")

@@ -1,0 +1,222 @@
+"""`pipelines.evaluate`: trained rankers scored on held-out sessions of a click log by
+counterfactual estimates (IPS, SNIPS, DR; `ultr.evaluation.counterfactual`) with bootstrap
+intervals over queries, and paired differences against a baseline ranker.
+
+The propensities decide what the estimates are worth, so the report names their source: the
+simulator's truth (`propensities.json` of `pipelines.simulate`), a fitted click model
+(`pipelines.click_models` DIR/<model>), `pipelines.estimate_bias` (one of its estimators), or a
+DLA run (`propensity.json` of `pipelines.experiment`, key = the method's label)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import jax.numpy as jnp
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ultr.api import Ranker, load
+from ultr.data.batching import fixed_lists
+from ultr.data.io import atomic_path, write_json
+from ultr.data.letor import FeatureTable, read_features
+from ultr.errors import DataError
+from ultr.evaluation import bootstrap
+from ultr.evaluation.counterfactual import ESTIMATORS, Evidence, aggregate, estimates, gains, metric_specs
+from ultr.paths import existing
+from ultr.workflows import log_to_sessions
+
+SESSION_BATCH = 1 << 16  # sessions read at once from the session tables
+
+
+@dataclass
+class Propensities:
+    alpha: np.ndarray  # examination per position (absolute, or relative to position 1)
+    beta: np.ndarray | None  # trust-bias offset per position, where the source has one
+    source: str  # what they are, for the report
+
+
+def read_propensities(source: str | Path, key: str | None = None) -> Propensities:
+    """Propensities from any ultr output that holds a curve (see the module docstring)."""
+    path = existing(source, "propensity.source")
+    if path.is_dir():
+        found = [path / n for n in ("propensities.json", "propensity.json") if (path / n).is_file()]
+        if not found:
+            raise DataError(f"propensity.source={source}: no propensities.json or propensity.json in that folder; point at "
+                            "a pipelines.simulate, estimate_bias, click_models DIR/<model> or experiment output")
+        path = found[0]
+    data = json.loads(path.read_text())
+    if "estimators" in data:  # pipelines.estimate_bias
+        return _pick(data["estimators"], key, path, "estimate_bias")
+    if "estimated" in data:  # pipelines.experiment: learned curves per method (+ the simulator's)
+        curves = {**data["estimated"], **({"true": data["true"]} if data.get("true") else {})}
+        return _pick(curves, key, path, "experiment run")
+    if "examination" in data:
+        what = f"fitted click model {data['model']}" if data.get("model") else "simulator truth"
+        affine = data.get("affine")
+        if affine:
+            return Propensities(np.asarray(affine["alpha"], float), np.asarray(affine["beta"], float), f"{what} (affine) ({path})")
+        return Propensities(np.asarray(data["examination"], float), None, f"{what} ({path})")
+    raise DataError(f"{path}: holds no propensity curve (no 'estimators', 'estimated' or 'examination')")
+
+
+def _pick(curves: Mapping[str, Any], key: str | None, path: Path, what: str) -> Propensities:
+    if key is None and len(curves) == 1:
+        key = next(iter(curves))
+    if key not in curves or curves[key] is None or any(v is None for v in curves[key]):
+        raise DataError(f"{path}: choose a curve with propensity.key=<one of {sorted(curves)}> (complete curves only)")
+    return Propensities(np.asarray(curves[key], float), None, f"{what} {key} ({path})")
+
+
+def session_chunks(run_dir: Path) -> Iterator[tuple[np.ndarray, ...]]:
+    """(query_id, doc_index, position, click, mask) per batch of the ETL's session shards."""
+    for shard in sorted((run_dir / "sessions").glob("*.parquet")):
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=SESSION_BATCH):
+            cols = {n: pa.chunked_array([batch.column(n)]) for n in ("query_id", "doc_index", "position", "click", "mask")}
+            yield (cols["query_id"].to_numpy(zero_copy_only=False).astype(object), fixed_lists(cols["doc_index"], np.int32),
+                   fixed_lists(cols["position"], np.int16), fixed_lists(cols["click"], np.int8), fixed_lists(cols["mask"], bool))
+
+
+def ranker_labels(specs: list[str], rankers: list[Ranker]) -> list[str]:
+    """Each ranker's name, made unique by its run directory where two share one."""
+    names = [r.name for r in rankers]
+    return [n if names.count(n) == 1 else f"{n} ({Path(str(s).split(':')[0]).name})" for n, s in zip(names, specs)]
+
+
+def check_rankers(rankers: list[Ranker], table: FeatureTable) -> None:
+    """Every ranker must score the evaluation table's feature columns, transformed as it was trained."""
+    for r in rankers:
+        norm = dict(table.meta.get("normalization", {}))
+        if r.normalization and norm and r.normalization != norm:
+            raise DataError(f"ranker {r.name} ({r.features_path}) was trained on features normalised differently from "
+                            f"{table.path}; evaluate it with features.path={r.features_path}")
+
+
+def evaluate(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    specs = [str(s) for s in cfg.get("rankers") or []]
+    if not specs:
+        raise DataError("rankers=[RUN_DIR:method, ...] is empty: name the experiment runs (or checkpoints) to evaluate")
+    unknown = [e for e in cfg["estimators"] if e not in ESTIMATORS]
+    if unknown:
+        raise DataError(f"estimators {unknown} unknown; choose from {list(ESTIMATORS)}")
+    prop = read_propensities(cfg["propensity"]["source"], cfg["propensity"].get("key"))
+    rankers = [load(s) for s in specs]
+    labels = ranker_labels(specs, rankers)
+    fpath = (cfg.get("features") or {}).get("path") or rankers[0].features_path
+    table = read_features(existing(fpath, "features.path"))
+    check_rankers(rankers, table)
+    etl = {**cfg["etl"], "allow_eval_queries": True}  # held-out sessions are on vali/test queries by design
+    stats = log_to_sessions({"log": cfg["log"], "features": {"path": str(fpath)}, "etl": etl}, run_dir, training=False)
+    candidates = pl.DataFrame({"query_id": table.query_ids.astype(str), "doc": np.arange(len(table.query_ids))}) \
+        if cfg.get("candidates", "shown") == "table" else None
+    ev = aggregate(session_chunks(run_dir), prop.alpha, prop.beta, candidates)
+    dev = jnp.asarray(table.features)
+    scores = np.stack([r.score_rows(ev.doc, dev) for r in rankers])
+    specs_m = metric_specs(list(cfg["metrics"]), prop.alpha)
+    values = estimates(ev, scores, specs_m, list(cfg["estimators"]))
+    out = report(values, labels, cfg, ev, prop, stats)
+    write_outputs(out, run_dir)
+    return out
+
+
+def report(values: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]], labels: list[str], cfg: Mapping[str, Any],
+           ev: Evidence, prop: Propensities, stats: Mapping[str, Any]) -> dict[str, Any]:
+    b = cfg["bootstrap"]
+    reps, level, seed = int(b["replicates"]), float(b["level"]), int(b["seed"])
+    base = labels.index(cfg["baseline"]) if cfg.get("baseline") in labels else 0
+    est: dict[str, Any] = {}
+    paired: dict[str, Any] = {}
+    queries: dict[str, int] = {}
+    for (e, m), (v, valid) in values.items():
+        iv = bootstrap.interval(v, valid, reps, level, seed)  # one seed: every estimate sees the same resamples
+        est.setdefault(e, {})[m] = {lab: {"estimate": float(iv.estimate[i]), "low": float(iv.low[i]), "high": float(iv.high[i])}
+                                    for i, lab in enumerate(labels)}
+        paired.setdefault(e, {})[m] = {f"{lab} - {labels[base]}": bootstrap.paired(iv, base, i, level)
+                                       for i, lab in enumerate(labels) if i != base}
+        queries[m] = int(valid.sum())
+    return {
+        "rankers": labels, "baseline": labels[base], "propensity": {"source": prop.source, "alpha": prop.alpha.tolist(),
+                                                                     **({"beta": prop.beta.tolist()} if prop.beta is not None else {})},
+        "log": {"sessions": int(ev.sessions.sum()), "queries": ev.num_queries, "candidates": len(ev),
+                "never_shown_candidates": int((ev.shown == 0).sum()), "clicks": int(ev.clicks.sum()),
+                "queries_per_metric": queries, "etl": {k: stats.get(k) for k in ("sessions", "dropped_sessions", "impressions")}},
+        "bootstrap": {"replicates": reps, "level": level, "unit": "query", "seed": seed},
+        "estimates": est, "paired": paired, "notes": coincidences(ev, list(cfg["estimators"])),
+    }
+
+
+def coincidences(ev: Evidence, estimators: list[str]) -> list[str]:
+    """Where estimators are equal by construction on this log, say so next to the numbers."""
+    notes = []
+    if {"ips", "snips"} <= set(estimators) and np.allclose(gains(ev, "ips"), gains(ev, "snips")):
+        notes.append("ips = snips on this log: each document was shown at one position only (one ranking per query)")
+    if {"dr", "snips"} <= set(estimators) and (ev.shown > 0).all():
+        notes.append("dr = snips on this log: every candidate was shown, where DR's correction cancels its direct model "
+                     "(candidates=table adds the candidates never shown)")
+    return notes
+
+
+def table_lines(out: Mapping[str, Any]) -> list[str]:
+    est, lines = out["estimates"], []
+    for e, per_metric in est.items():
+        metrics = list(per_metric)
+        lines += [f"\n{e} ({int(out['bootstrap']['level'] * 100)}% interval over queries)\n",
+                  "| ranker | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+        for lab in out["rankers"]:
+            cells = [f"{per_metric[m][lab]['estimate']:.4f} [{per_metric[m][lab]['low']:.4f}, {per_metric[m][lab]['high']:.4f}]"
+                     for m in metrics]
+            lines.append(f"| {lab} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def paired_lines(out: Mapping[str, Any]) -> list[str]:
+    lines = [f"\npaired differences against {out['baseline']} (same bootstrap resamples)\n",
+             "| estimator | metric | difference | interval | P(not better) |", "|---|---|---|---|---|"]
+    for e, per_metric in out["paired"].items():
+        for m, pairs in per_metric.items():
+            for name, d in pairs.items():
+                lines.append(f"| {e} | {m}: {name} | {d['difference']:+.4f} | [{d['low']:+.4f}, {d['high']:+.4f}] | "
+                             f"{d['p_not_better']:.3f} |")
+    return lines
+
+
+def write_outputs(out: Mapping[str, Any], run_dir: Path) -> None:
+    write_json(out, run_dir / "evaluation.json")
+    log = out["log"]
+    head = [f"# Counterfactual evaluation\n",
+            f"propensities: {out['propensity']['source']}",
+            f"held-out log: {log['sessions']} sessions, {log['queries']} queries, {log['clicks']} clicks; "
+            f"queries with a defined value per metric: {log['queries_per_metric']}", *[f"note: {n}" for n in out["notes"]]]
+    text = "\n".join(head + table_lines(out) + (paired_lines(out) if len(out["rankers"]) > 1 else [])) + "\n"
+    with atomic_path(run_dir / "evaluation.md") as tmp:
+        tmp.write_text(text)
+    plot_estimates(out, run_dir / "evaluation.png")
+    print(text + f"\nrun directory: {run_dir}", file=sys.stdout)
+
+
+def plot_estimates(out: Mapping[str, Any], path: Path) -> None:
+    from ultr.report import plt, save_figure
+
+    est = out["estimates"]
+    metrics = list(next(iter(est.values())))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.6), squeeze=False)
+    x = np.arange(len(out["rankers"]))
+    width = 0.8 / max(len(est), 1)
+    for ax, m in zip(axes[0], metrics):
+        for j, (e, per_metric) in enumerate(est.items()):
+            v = per_metric[m]
+            mid = np.array([v[r]["estimate"] for r in out["rankers"]])
+            err = np.array([[mid[i] - v[r]["low"], v[r]["high"] - mid[i]] for i, r in enumerate(out["rankers"])]).T
+            ax.errorbar(x + (j - (len(est) - 1) / 2) * width, mid, yerr=err, fmt="o", capsize=3, label=e)
+        ax.set_xticks(x, out["rankers"], rotation=30, ha="right")
+        ax.set_title(m)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{int(out['bootstrap']['level'] * 100)}% bootstrap intervals over queries", fontsize=9)
+    save_figure(fig, path)
+    plt.close(fig)
