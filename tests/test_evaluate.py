@@ -12,7 +12,8 @@ from pipelines.config import default_config
 from tests.conftest import EMBEDDED_MQ2008, ROOT
 from ultr.api import load
 from ultr.errors import DataError
-from ultr.evaluation.run import evaluate, read_propensities
+from ultr.evaluation.propensities import read_propensities
+from ultr.evaluation.run import evaluate
 from ultr.experiment import run_experiment
 from ultr.workflows import simulate
 

@@ -38,10 +38,14 @@ from ultr.train.distributed import initialize as initialize_distributed
 from ultr.train.loop import score_lists
 from ultr.click_models.simulator import click_model_inputs
 from ultr.train.selection import RunSpec, choose, fallback_spec, run_plan, selection_candidates, stand_in
-from ultr.train.method import TrainedMethod, needs_train_lists, train_method, with_overrides
+from ultr.train.method import TrainedMethod, as_validation, needs_train_lists, train_method, with_overrides
+from ultr.train.validation import Validation, click_validation, validation_sessions
+from ultr.estimation.propensity import count_impressions, pbm_em
+from ultr.evaluation.propensities import read_propensities
 from ultr.workflows import etl_config, ingest, letor_splits, simulate_on
 
 TEST_METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "err@10", "mrr", "map")
+PER_QUERY_METRICS = TEST_METRICS
 
 
 @dataclass
@@ -54,7 +58,8 @@ class ExperimentData:
     stats: Mapping[str, Any]  # the ETL's
     data_dir: Path  # where the session tables are (the cache, or the run directory)
     cached: bool
-    vali: QueryLists
+    vali: QueryLists | None  # the vali split's lists (label validation only)
+    validation: Validation  # what early stopping and the selection read
     test: QueryLists
     train_lists: QueryLists | None  # only where a method trains on candidate lists
     heldout: HeldOutClicks | None  # test-query sessions for the click likelihood (`evaluation.click_sessions`)
@@ -164,11 +169,53 @@ def load_data(cfg: Mapping[str, Any], run_dir: Path, stages: Stages, names: list
     true_curve = sidecar.get("relative")
     if true_curve is not None and len(true_curve) != int(cfg["etl"]["list_size"]):
         true_curve = None  # a sidecar for another list size says nothing about this run
+    sessions = read_sessions(data_dir)
+    vali, validation, sessions = choose_validation(cfg, features, sessions, sidecar)
     return ExperimentData(
-        features, jnp.asarray(features.features), read_sessions(data_dir), sidecar, true_curve, stats, data_dir, cached,
-        query_lists(features, "vali"), query_lists(features, "test"),
+        features, jnp.asarray(features.features), sessions, sidecar, true_curve, stats, data_dir, cached,
+        vali, validation, query_lists(features, "test"),
         query_lists(features, "train") if needs_train_lists(names, cfg) else None,
         heldout_for(cfg, features, names, stages))
+
+
+def has_labelled_vali(features: FeatureTable) -> bool:
+    rows = np.flatnonzero(features.splits == "vali")
+    return bool(len(rows)) and bool((features.labels[rows] > 0).any())
+
+
+def choose_validation(cfg: Mapping[str, Any], features: FeatureTable, sessions: Sessions, sidecar: Mapping[str, Any]
+                      ) -> tuple[QueryLists | None, Validation, Sessions]:
+    """(vali lists, the validation, the sessions to train on): with clicks a share of the training
+    sessions is held out and not trained on."""
+    v = cfg.get("validation") or {"source": "labels"}
+    source = str(v.get("source", "auto"))
+    if source == "auto":
+        source = "labels" if has_labelled_vali(features) else "clicks"
+    if source == "labels":
+        vali = query_lists(features, "vali")
+        return vali, as_validation(vali, features), sessions
+    if source != "clicks":
+        raise DataError(f"validation.source={source!r}: use auto, labels or clicks")
+    train, held = validation_sessions(sessions, float(v.get("fraction", 0.2)), str(v.get("by", "query")), int(cfg["seed"]))
+    alpha, what = validation_propensity(v, train, sidecar)
+    validation = click_validation(held, alpha, v, what)
+    print(f"validation: {validation.metric} on {validation.source}; these sessions are not trained on", file=sys.stderr)
+    return None, validation, train
+
+
+def validation_propensity(v: Mapping[str, Any], train: Sessions, sidecar: Mapping[str, Any]) -> tuple[np.ndarray, str]:
+    how = v.get("propensity", "pbm_em")
+    how = "true" if how is True else str(how)  # YAML reads a bare `true` as a boolean
+    if how == "pbm_em":
+        curve = pbm_em(count_impressions(train))
+        return curve / curve[0], "propensities by PBM-EM on the training sessions"
+    if how == "true":
+        if "examination" not in sidecar:
+            raise DataError("validation.propensity=true needs the simulator's propensities (a simulated log); "
+                            "use pbm_em or a propensity file")
+        return np.asarray(sidecar["examination"], float), "the simulator's true propensities"
+    p = read_propensities(how, v.get("propensity_key"))
+    return p.alpha, f"propensities from {p.source}"
 
 
 def heldout_for(cfg: Mapping[str, Any], features: FeatureTable, names: list[str], stages: Stages) -> HeldOutClicks | None:
@@ -198,7 +245,7 @@ def method_entry(spec: RunSpec, trained: TrainedMethod, test_means: Mapping[str,
     f = trained.fit
     entry: dict[str, Any] = {
         "test": {k: test_means[k] for k in TEST_METRICS},
-        "vali": {"ndcg@10": f.best_vali},
+        "vali": {data.validation.metric: f.best_vali},
         "best_step": f.best_step,
         "steps_run": f.steps_run,
         "train_seconds": round(f.seconds, 2),
@@ -215,10 +262,15 @@ def method_entry(spec: RunSpec, trained: TrainedMethod, test_means: Mapping[str,
     return entry
 
 
-def per_query_table(name: str, split: str, lists: QueryLists, valid: np.ndarray, per: Mapping[str, np.ndarray]) -> pa.Table:
-    n = len(lists.query_id)
-    return pa.table({"method": [name] * n, "split": [split] * n, "query_id": lists.query_id.tolist(), "has_relevant": valid,
-                     **{k: v.astype(np.float64) for k, v in per.items()}})
+def per_query_table(name: str, split: str, query_id: np.ndarray, valid: np.ndarray, per: Mapping[str, np.ndarray],
+                    validation: np.ndarray | None = None) -> pa.Table:
+    """Per query: the label metrics (test rows; NaN on vali rows) and the validation score (vali
+    rows: what the selection compares; NaN on test rows)."""
+    n = len(query_id)
+    nan = np.full(n, np.nan)
+    return pa.table({"method": [name] * n, "split": [split] * n, "query_id": [str(q) for q in query_id], "has_relevant": valid,
+                     **{k: np.asarray(per.get(k, nan), np.float64) for k in PER_QUERY_METRICS},
+                     "validation": nan if validation is None else np.asarray(validation, np.float64)})
 
 
 @dataclass
@@ -242,7 +294,7 @@ def train_run(spec: RunSpec, cfg: Mapping[str, Any], data: ExperimentData, run_d
                                                                 data.sidecar))
     with stages(f"train:{spec.label}"):
         trained = train_method(spec.method, run_cfg, data.features, data.features_dev, data.sessions, data.train_lists,
-                               data.vali, writer=writer, known=known, tag=spec.label,
+                               data.validation, writer=writer, known=known, tag=spec.label,
                                checkpoint_dir=run_dir / "checkpoints" / f"{spec.label}-train")
     if trained.fit.resumed_from_step is not None:
         print(f"resumed {spec.label} from step {trained.fit.resumed_from_step}", file=sys.stderr)
@@ -258,15 +310,15 @@ def run_method(spec: RunSpec, cfg: Mapping[str, Any], data: ExperimentData, run_
     progress = bool(cfg["trainer"].get("progress", True))
     with stages(f"evaluate:{label}", documents=int(data.test.mask.sum())):
         test_means, test_per, valid = evaluate_split(trained, data.test, data, f"test {label}" if progress else None)
-        _, vali_per, vali_valid = evaluate_split(trained, data.vali, data, None)
+        vali_values, vali_valid = data.validation.per_query(trained.steps, f.best_state.ranker, data.features_dev)
     entry = method_entry(spec, trained, test_means, valid, data)
     if data.heldout is not None and trained.steps.click_probability is not None:
         with stages(f"click_likelihood:{label}"):
             entry["click_likelihood"] = method_scores(trained.steps, f.best_state, data.heldout, data.features_dev)
     if cfg["trainer"].get("checkpoint", True):
         entry["checkpoint"] = str(save_state(f.best_state, run_dir / "checkpoints" / label))
-    table = pa.concat_tables([per_query_table(label, "test", data.test, valid, test_per),
-                              per_query_table(label, "vali", data.vali, vali_valid, vali_per)])
+    table = pa.concat_tables([per_query_table(label, "test", data.test.query_id, valid, test_per),
+                              per_query_table(label, "vali", data.validation.query_ids, vali_valid, {}, vali_values)])
     write_parquet(table, run_dir / "methods" / f"{label}.per_query.parquet")
     write_json({"entry": entry, "history": f.history}, run_dir / "methods" / f"{label}.json")
     return RunResult(entry, f.history, table, f.resumed_from_step)
@@ -326,7 +378,7 @@ def train_all(cfg: Mapping[str, Any], plan: list[RunSpec], data: ExperimentData,
 
 def vali_per_query(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     vali = table.filter(pc.equal(table["split"], "vali"))
-    return vali["ndcg@10"].to_numpy(), vali["has_relevant"].to_numpy()
+    return vali["validation"].to_numpy(), vali["has_relevant"].to_numpy()
 
 
 def add_selection(cfg: Mapping[str, Any], runs: dict[str, RunResult], trained: list[RunSpec]) -> None:
@@ -340,7 +392,7 @@ def add_selection(cfg: Mapping[str, Any], runs: dict[str, RunResult], trained: l
         raise DataError(f"selection.name={name} is also a run's name; choose another")
     incumbent, candidates, why = stand_in(reference, candidates, {k: runs[k].entry for k in [reference, *candidates]})
     record = choose(incumbent, candidates, {k: vali_per_query(runs[k].per_query) for k in [incumbent, *candidates]},
-                    float(cfg["selection"].get("alpha", 0.05)))
+                    float(cfg["selection"].get("alpha", 0.05)), metric=next(iter(runs[reference].entry["vali"])))
     if why:
         record["stand_in"] = why
     kept = runs[record["kept"]]
@@ -384,11 +436,13 @@ def write_report(cfg: Mapping[str, Any], run_dir: Path, data: ExperimentData, ru
 def selection_note(name: str, r: Mapping[str, Any]) -> str:
     sel = r["selection"]
     ref = sel["runs"][0]
-    others = "; ".join(f"{c['run']} {c['vali_ndcg@10']:.4f} ({c['difference']:+.4f}, p={c['p']:.3g}"
+    key = f"vali_{sel.get('metric', 'ndcg@10')}"
+    others = "; ".join(f"{c['run']} {c[key]:.4f} ({c['difference']:+.4f}, p={c['p']:.3g}"
                        f"{', beats it' if c['beats_reference'] else ''})" for c in sel["runs"][1:])
     why = "no candidate beats the reference beyond noise" if sel["kept"] == sel["reference"] else "it beats the reference beyond noise"
     why = f"{sel['stand_in']}; {why}" if sel.get("stand_in") else why
-    return (f"{name}: kept {sel['kept']}, {why}. Validation nDCG@10: {ref['run']} (reference) {ref['vali_ndcg@10']:.4f}; "
+    shown = "nDCG@10" if key == "vali_ndcg@10" else sel["metric"]
+    return (f"{name}: kept {sel['kept']}, {why}. Validation {shown}: {ref['run']} (reference) {ref[key]:.4f}; "
             f"{others or 'no candidates'} (one-sided paired t-test over {sel['validation_queries']} validation queries, "
             f"alpha {sel['alpha']:g} / {max(len(sel['runs']) - 1, 1)})")
 

@@ -64,12 +64,15 @@ def plot_propensity(curves: Mapping[str, list[float]], true: list[float] | None,
 
 def plot_learning_curves(histories: Mapping[str, list[dict[str, float]]], path: Path) -> None:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    metric = "nDCG@10"
     for name, h in histories.items():
         a1.plot([r["step"] for r in h], [r["loss"] for r in h], label=name)
-        ev = [r for r in h if "vali_ndcg@10" in r]
-        a2.plot([r["step"] for r in ev], [r["vali_ndcg@10"] for r in ev], "-o", markersize=3, label=name)
+        key = next((k for r in h for k in r if k.startswith("vali_")), "vali_ndcg@10")
+        metric = "nDCG@10" if key == "vali_ndcg@10" else key[len("vali_"):]
+        ev = [r for r in h if key in r]
+        a2.plot([r["step"] for r in ev], [r[key] for r in ev], "-o", markersize=3, label=name)
     a1.set(xlabel="step", ylabel="training loss", title="Loss")
-    a2.set(xlabel="step", ylabel="nDCG@10 (validation)", title="Validation")
+    a2.set(xlabel="step", ylabel=f"{metric} (validation)", title="Validation")
     for a in (a1, a2):
         a.grid(alpha=0.3)
         a.legend()

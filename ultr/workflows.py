@@ -194,7 +194,7 @@ def dla_propensity(sessions: Sessions, cfg: Mapping[str, Any]) -> np.ndarray:
     steps = build_steps("dla", cfg, 0, K, num_items=int(sessions.doc_index.max()) + 1)
     result = fit(
         steps, BatchIterator(arrays, int(d["batch_size"]), int(cfg["seed"])), None, None,
-        max_label=1.0, train_steps=int(d["steps"]), eval_every=int(d["steps"]), patience=None,
+        train_steps=int(d["steps"]), eval_every=int(d["steps"]), patience=None,
         seed=int(cfg["seed"]), list_size=K, progress=bool(d.get("progress", True)), name="dla",
     )
     return read_propensity(steps, result.final_state.propensity, K, result.contexts)

@@ -16,13 +16,14 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from ultr.data.batching import BatchIterator, QueryLists
+from ultr.data.batching import BatchIterator
 from ultr.errors import DataError
-from ultr.metrics import evaluate_scores
 from ultr.train.checkpoint import TrainCheckpoints
+from ultr.train.scoring import score_lists, score_rows  # noqa: F401  (re-exported: callers import them from here)
 from ultr.train.distributed import Prefetcher, RowIterator, Sharder, data_mesh, device_resident, gather_step, prefetch_depth
 from ultr.train.state import TrainState
 from ultr.train.steps import Steps
+from ultr.train.validation import Validation, mean_score
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -31,7 +32,7 @@ class NonFiniteLossError(FloatingPointError):
 
 @dataclass
 class FitResult:
-    best_state: TrainState  # host copy of the state with the best validation nDCG@10
+    best_state: TrainState  # host copy of the state with the best validation score
     best_step: int
     best_vali: float
     history: list[dict[str, float]] = field(default_factory=list)
@@ -55,35 +56,6 @@ def tail_average_curve(history: list[dict[str, Any]], evaluations: int) -> np.nd
     if not curves:
         return None
     return np.exp(np.mean(np.log(np.asarray(curves, np.float64)), axis=0))
-
-
-def score_lists(steps: Steps, ranker_params: Any, lists: QueryLists, features: jax.Array | None, chunk: int = 1 << 14,
-                progress: str | None = None) -> np.ndarray:
-    """Scores [Q, L] for every candidate of every list. The valid documents are scored flat (see
-    `score_rows`) and scattered back: the padding of the [Q, L] layout (long-tailed list lengths pad
-    MSLR-WEB30K's lists about 10x) costs nothing. Padding slots score 0. `progress` names a progress
-    bar over the documents (none by default)."""
-    scores = np.zeros(lists.doc_index.shape, dtype=np.float32)
-    scores[lists.mask] = score_rows(steps, ranker_params, lists.doc_index[lists.mask], features, chunk, progress)
-    return scores
-
-
-def score_rows(steps: Steps, ranker_params: Any, rows: np.ndarray, features: jax.Array | None, chunk: int = 1 << 14,
-               progress: str | None = None) -> np.ndarray:
-    """Scores [N] of document rows [N], in blocks of one compiled shape (the last one padded)."""
-    rows = np.asarray(rows)
-    block = min(chunk, max(1024, 1 << max(0, int(rows.size - 1).bit_length())))
-    padded = np.zeros(-(-max(rows.size, 1) // block) * block, dtype=np.int32)
-    padded[: rows.size] = rows
-    flat = np.empty(padded.size, dtype=np.float32)
-    bar = tqdm(total=rows.size, unit="doc", unit_scale=True, desc=progress, disable=progress is None, file=sys.stderr,
-               mininterval=1.0, dynamic_ncols=True)
-    for i in range(0, padded.size, block):
-        bar.update(min(block, rows.size - i))
-        idx = jnp.asarray(padded[i : i + block].reshape(-1, 128))
-        flat[i : i + block] = np.asarray(steps.score(ranker_params, idx, features), dtype=np.float32).reshape(-1)
-    bar.close()
-    return flat[: rows.size]
 
 
 def read_propensity(steps: Steps, prop_params: Any, list_size: int, contexts: Any = None) -> np.ndarray:
@@ -194,22 +166,21 @@ def _log_metrics(pending: list, name: str, step: int, best: FitResult, writer: A
     best.history.append({"step": step, "loss": float(host[-1][1]["loss"])})
 
 
-def _evaluate(steps: Steps, state: TrainState, step: int, vali: QueryLists, features: Any, max_label: float,
-              list_size: int, contexts: Any, best: FitResult, watch: _Watch, patience: int | None,
-              propensity_tol: float | None, writer: Any, name: str) -> None:
-    """Validation nDCG@10 and the learned curve into the history; keep the best state; decide
-    whether to stop (patience, and with `propensity_tol` a settled curve)."""
-    scores = score_lists(steps, state.ranker, vali, features)
-    means, _, _ = evaluate_scores(scores, vali.label, vali.mask, max_label)
-    if not math.isfinite(means["ndcg@10"]):
+def _evaluate(steps: Steps, state: TrainState, step: int, vali: Validation, features: Any, list_size: int, contexts: Any,
+              best: FitResult, watch: _Watch, patience: int | None, propensity_tol: float | None, writer: Any, name: str) -> None:
+    """The validation score (`vali.metric`) and the learned curve into the history; keep the best
+    state; decide whether to stop (patience, and with `propensity_tol` a settled curve)."""
+    score = mean_score(*vali.per_query(steps, state.ranker, features))
+    if not math.isfinite(score):
         # Kept silently, this would return the untrained initial state as the "best" model.
-        raise DataError(f"{name}: validation nDCG@10 is {means['ndcg@10']} at step {step}: the ranker's scores are not "
-                        "finite (lower optim.learning_rate or set optim.clip_norm), or no vali query has a relevant document")
-    watch.last_vali = means["ndcg@10"]
-    best.history[-1]["vali_ndcg@10"] = watch.last_vali
+        raise DataError(f"{name}: validation {vali.metric} is {score} at step {step}: the ranker's scores are not "
+                        "finite (lower optim.learning_rate or set optim.clip_norm), or no validation query counts "
+                        f"({vali.source})")
+    watch.last_vali = score
+    best.history[-1][f"vali_{vali.metric}"] = watch.last_vali
     curve = _watch_curve(steps, state, list_size, contexts, best, watch, propensity_tol)
     if writer is not None:
-        writer.add_scalar(f"{name}/vali_ndcg_at_10", watch.last_vali, step)
+        writer.add_scalar(f"{name}/vali_{vali.metric.replace('@', '_at_')}", watch.last_vali, step)
         for k, v in enumerate(curve if curve is not None else [], start=1):
             writer.add_scalar(f"{name}/propensity/position_{k}", float(v), step)
     _keep_or_count(state, step, best, watch, patience)
@@ -253,9 +224,8 @@ def fit(
     steps: Steps,
     train: BatchIterator,
     features: jax.Array | None,
-    vali: QueryLists | None,
+    vali: Validation | None,
     *,
-    max_label: float,
     train_steps: int,
     eval_every: int,
     patience: int | None,
@@ -272,9 +242,10 @@ def fit(
     propensity_tol: float | None = None,
     device_data_mb: float | None = 1024,
 ) -> FitResult:
-    """Train for up to `train_steps`, validating nDCG@10 every `eval_every` steps; keep the best.
+    """Train for up to `train_steps`, validating every `eval_every` steps (`vali`: labels or held-out
+    clicks, `ultr.train.validation`); keep the best.
 
-    With `vali=None` (a log without expert labels) it trains all steps and keeps the last state.
+    With `vali=None` it trains all steps and keeps the last state.
     Batches are sharded over every device (data parallel; `_batch_source`). With `checkpoint_dir`
     and `checkpoint_every`, `resume=True` continues where a killed run stopped (bitwise on CPU).
 
@@ -307,8 +278,8 @@ def fit(
                 _log_metrics(pending, name, step, best, writer, bar, watch.last_vali)
                 pending = []
             if vali is not None and (step % eval_every == 0 or step == train_steps):
-                _evaluate(steps, state, step, vali, features, max_label, list_size, contexts, best, watch, patience,
-                          propensity_tol, writer, name)
+                _evaluate(steps, state, step, vali, features, list_size, contexts, best, watch, patience, propensity_tol,
+                          writer, name)
             if ckpt is not None and (step % checkpoint_every == 0 or watch.stopped or step == train_steps):
                 _save(ckpt, step, state, best, it_state, watch, finished=watch.stopped or step == train_steps)
             if watch.stopped:

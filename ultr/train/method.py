@@ -20,6 +20,7 @@ from ultr.errors import DataError
 from ultr.train.build import build_steps
 from ultr.train.loop import FitResult, fit, read_propensity, tail_average_curve
 from ultr.train.steps import Steps
+from ultr.train.validation import LabelValidation, Validation
 
 
 @dataclass
@@ -54,13 +55,16 @@ def training_arrays(name: str, cfg: Mapping[str, Any], sessions: Sessions | None
     return list_arrays(train_lists), list_batch
 
 
-def check_validation(vali: QueryLists | None, features: FeatureTable) -> None:
-    """Early stopping needs a validation score: without a relevant document in the vali split it is
-    undefined, and training would silently return the untrained initial state."""
-    if vali is not None and not ((vali.label > 0) & vali.mask).any():
+def as_validation(vali: QueryLists | Validation | None, features: FeatureTable) -> Validation | None:
+    """Labelled vali lists become label validation (nDCG@10), checked to have a relevant document:
+    without one the score is undefined and training would silently return the untrained state."""
+    if not isinstance(vali, QueryLists):
+        return vali
+    if not ((vali.label > 0) & vali.mask).any():
         raise DataError(f"{features.path}: the vali split has no query with a relevant document, so validation nDCG@10 "
                         "is undefined; hold out labelled training queries with data.vali_fraction=0.2, or use a fold whose "
-                        "vali split has labels")
+                        "vali split has labels, or validate on held-out clicks: validation.source=clicks")
+    return LabelValidation(vali, float(features.labels.max()))
 
 
 def needs_train_lists(names: list[str], cfg: Mapping[str, Any]) -> bool:
@@ -68,12 +72,12 @@ def needs_train_lists(names: list[str], cfg: Mapping[str, Any]) -> bool:
 
 
 def train_method(name: str, cfg: Mapping[str, Any], features: FeatureTable, features_dev: jax.Array,
-                 sessions: Sessions | None, train_lists: QueryLists | None, vali: QueryLists, *, writer: Any = None,
+                 sessions: Sessions | None, train_lists: QueryLists | None, vali: QueryLists | Validation, *, writer: Any = None,
                  known: Mapping[str, np.ndarray] | None = None, checkpoint_dir: Path | None = None,
                  tag: str | None = None) -> TrainedMethod:
     """`tag` names the run in progress bars and TensorBoard (default: the method)."""
     tr, list_size, seed = cfg["trainer"], int(cfg["etl"]["list_size"]), int(cfg["seed"])
-    check_validation(vali, features)
+    vali = as_validation(vali, features)
     arrays, global_batch = training_arrays(name, cfg, sessions, train_lists, known)
     # Several processes: each reads its own slice of the rows and feeds its share of the batch.
     pc, pid = jax.process_count(), jax.process_index()
@@ -83,7 +87,7 @@ def train_method(name: str, cfg: Mapping[str, Any], features: FeatureTable, feat
     steps = build_steps(name, cfg, features.num_features, list_size, known=known)
     result = fit(
         steps, batches, features_dev, vali,
-        max_label=float(features.labels.max()), train_steps=int(tr["steps"]), eval_every=int(tr["eval_every"]),
+        train_steps=int(tr["steps"]), eval_every=int(tr["eval_every"]),
         patience=tr.get("patience"), propensity_tol=tr.get("propensity_tol"),
         device_data_mb=tr.get("device_data_mb", 1024), seed=seed, list_size=list_size, log_every=int(tr.get("log_every", 50)),
         writer=writer, progress=bool(tr.get("progress", True)), name=tag or name, global_batch=global_batch,

@@ -105,22 +105,24 @@ def one_sided_p(diff: np.ndarray) -> float:
 
 
 def choose(reference: str, candidates: list[str], vali: Mapping[str, tuple[np.ndarray, np.ndarray]],
-           alpha: float) -> dict[str, Any]:
-    """The selection record: `vali` maps a run to (per-query validation nDCG@10, queries that
-    count); every run holds the same validation queries in the same order."""
+           alpha: float, metric: str = "ndcg@10") -> dict[str, Any]:
+    """The selection record: `vali` maps a run to (per-query validation score, queries that count);
+    every run holds the same validation queries in the same order. `metric` names the score
+    (nDCG@10 on labels, or a counterfactual estimate on held-out clicks)."""
     ref, valid = vali[reference][0], np.asarray(vali[reference][1], bool)
     level = alpha / max(len(candidates), 1)
-    rows = [{"run": reference, "vali_ndcg@10": float(ref[valid].mean())}]
+    key = f"vali_{metric}"
+    rows = [{"run": reference, key: float(ref[valid].mean())}]
     for c in candidates:
         diff = (vali[c][0] - ref)[valid]
         p = one_sided_p(diff)
-        rows.append({"run": c, "vali_ndcg@10": float(vali[c][0][valid].mean()), "difference": float(diff.mean()),
+        rows.append({"run": c, key: float(vali[c][0][valid].mean()), "difference": float(diff.mean()),
                      "p": p, "beats_reference": bool(diff.mean() > 0 and p < level)})
     passed = [r for r in rows[1:] if r["beats_reference"]]
-    kept = max(passed, key=lambda r: r["vali_ndcg@10"])["run"] if passed else reference
-    return {"reference": reference, "kept": kept, "alpha": alpha, "level_per_candidate": level,
+    kept = max(passed, key=lambda r: r[key])["run"] if passed else reference
+    return {"reference": reference, "kept": kept, "metric": metric, "alpha": alpha, "level_per_candidate": level,
             "validation_queries": int(valid.sum()), "runs": rows,
-            "rule": "a candidate replaces the reference only if its validation nDCG@10 is higher by a one-sided paired "
+            "rule": f"a candidate replaces the reference only if its validation {metric} is higher by a one-sided paired "
                     "t-test over validation queries at alpha / candidates; the best such candidate on validation is kept"}
 
 
