@@ -119,21 +119,33 @@ def _with_candidates(pairs: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataFr
     return pl.concat([pairs, zeros.select(pairs.columns).cast(pairs.schema)])
 
 
+def _ips(ev: Evidence, relevance: np.ndarray | None) -> np.ndarray:
+    return np.where(ev.shown > 0, ev.weighted / np.maximum(ev.shown, 1), 0.0)
+
+
+def _snips(ev: Evidence, relevance: np.ndarray | None) -> np.ndarray:
+    shown = ev.shown > 0
+    return np.where(shown, (ev.clicks - ev.bias) / np.where(shown, ev.exposure, 1.0), 0.0)
+
+
+def _dr(ev: Evidence, relevance: np.ndarray | None) -> np.ndarray:
+    shown = ev.shown > 0
+    r = query_prior(ev, _snips(ev, None)) if relevance is None else np.asarray(relevance, dtype=np.float64)
+    exposure = np.where(shown, ev.exposure, 1.0)
+    return np.where(shown, r + (ev.clicks - ev.exposure * r - ev.bias) / exposure, r)
+
+
+# Looked up by name, like the learning methods: each estimator is one function of the evidence.
+GAINS: dict[str, Callable[[Evidence, np.ndarray | None], np.ndarray]] = {"ips": _ips, "snips": _snips, "dr": _dr}
+
+
 def gains(ev: Evidence, estimator: str, relevance: np.ndarray | None = None) -> np.ndarray:
     """Each candidate's estimated gain [M] under `estimator` (see the module docstring).
     `relevance` [M]: the direct model R of DR (default: each query's mean SNIPS gain of its shown
     documents, a constant prior per query)."""
-    shown = ev.shown > 0
-    if estimator == "ips":
-        return np.where(shown, ev.weighted / np.maximum(ev.shown, 1), 0.0)
-    snips = np.where(shown, (ev.clicks - ev.bias) / np.where(shown, ev.exposure, 1.0), 0.0)
-    if estimator == "snips":
-        return snips
-    if estimator == "dr":
-        r = query_prior(ev, snips) if relevance is None else np.asarray(relevance, dtype=np.float64)
-        exposure = np.where(shown, ev.exposure, 1.0)
-        return np.where(shown, r + (ev.clicks - ev.exposure * r - ev.bias) / exposure, r)
-    raise DataError(f"estimator {estimator!r} unknown; choose from {list(ESTIMATORS)}")
+    if estimator not in GAINS:
+        raise DataError(f"estimator {estimator!r} unknown; choose from {list(ESTIMATORS)}")
+    return GAINS[estimator](ev, relevance)
 
 
 def query_prior(ev: Evidence, g: np.ndarray) -> np.ndarray:
