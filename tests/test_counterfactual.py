@@ -73,6 +73,9 @@ def test_dr_uses_its_direct_model_on_candidates_never_shown():
 def test_trust_bias_offset_is_subtracted():
     ev = aggregate([hand_log()], ALPHA, beta=np.array([0.1, 0.1, 0.1]))
     np.testing.assert_allclose(gains(ev, "snips")[ev.query == 0], [(0 - 0.2) / 1.5, (2 - 0.2) / 1.5, (1 - 0.2) / 0.5])
+    # IPS: each impression's (c - beta) / alpha, averaged over the sessions that showed the document
+    np.testing.assert_allclose(gains(ev, "ips")[ev.query == 0], [(-0.1 / 1 - 0.1 / 0.5) / 2, (0.9 / 0.5 + 0.9 / 1) / 2,
+                                                                (-0.1 / 0.25 + 0.9 / 0.25) / 2])
 
 
 def test_ranks_within_queries_break_ties_by_row():

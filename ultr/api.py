@@ -26,7 +26,7 @@ import numpy as np
 
 from ultr.data.batching import query_lists, read_sessions
 from ultr.data.etl import run_etl
-from ultr.data.letor import FeatureTable, read_features, read_features_meta
+from ultr.data.letor import FeatureTable, read_features, read_features_meta, table_rows
 from ultr import methods
 from ultr.config import compose
 from ultr.errors import DataError
@@ -104,7 +104,7 @@ def load(path: str | Path, method: str | None = None) -> Ranker:
     meta = read_features_meta(features)
     list_size = int(cfg["etl"]["list_size"])
     placeholders = {k: np.ones(list_size, np.float32) for k in methods.get(name).needs}  # shapes only: not restored
-    steps = build_steps(name, cfg, int(meta["num_features"]), list_size, known=placeholders)
+    steps = build_steps(name, cfg, int(meta["num_features"]), list_size, num_items=table_rows(features), known=placeholders)
     like = steps.init(jax.random.PRNGKey(0), 1)
     state = restore_state(entry["checkpoint"], like)
     return Ranker(label, steps, state.ranker, cfg, meta.get("normalization", {}), str(features))

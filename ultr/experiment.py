@@ -42,7 +42,7 @@ from ultr.train.method import TrainedMethod, as_validation, needs_train_lists, t
 from ultr.train.validation import Validation, click_validation, validation_sessions
 from ultr.estimation.propensity import count_impressions, pbm_em
 from ultr.evaluation.propensities import read_propensities
-from ultr.workflows import etl_config, ingest, letor_splits, simulate_on
+from ultr.workflows import etl_config, ingest, letor_splits, log_features_table, log_paths, mapped_columns, prepare_log, simulate_on
 
 TEST_METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "err@10", "mrr", "map")
 PER_QUERY_METRICS = TEST_METRICS
@@ -60,7 +60,7 @@ class ExperimentData:
     cached: bool
     vali: QueryLists | None  # the vali split's lists (label validation only)
     validation: Validation  # what early stopping and the selection read
-    test: QueryLists
+    test: QueryLists | None  # None where the features table has no labelled test split (a real log)
     train_lists: QueryLists | None  # only where a method trains on candidate lists
     heldout: HeldOutClicks | None  # test-query sessions for the click likelihood (`evaluation.click_sessions`)
 
@@ -107,24 +107,30 @@ def check_resumable(run_dir: Path, cfg: Mapping[str, Any]) -> None:
 def given_log_path(cfg: Mapping[str, Any]) -> Path:
     """`clicks=PATH` (or `log.path=PATH`), checked before any long work starts."""
     log = cfg.get("log") or {}
+    path = cfg.get("clicks") or log["path"]
     if log.get("format", "generic") != "generic":
-        raise DataError(f"log.format={log['format']}: pipelines.experiment reads generic click logs (Parquet/CSV/JSONL); "
-                        "convert a real log with pipelines.etl first, or fit click models on it with pipelines.click_models")
-    return existing(cfg.get("clicks") or log["path"], "clicks")
+        return log_paths(str(path))[0]
+    return existing(path, "clicks")
 
 
 def _given_log(cfg: Mapping[str, Any], run_dir: Path, stages: Stages, progress: bool
                ) -> tuple[Path, bool, FeatureTable | None]:
-    """`clicks=PATH`: ingest the features and run the ETL on that log in the run directory, its
-    columns mapped by `log.columns`."""
-    clicks_path = given_log_path(cfg)
+    """`clicks=PATH`: a real-log format is converted first; the features come from `data` (ingested
+    into the run directory) or, with `log.features=[...]`, from the log's own columns (`[]`: ids
+    only). Then the ETL on that log in the run directory, its columns mapped by `log.columns`."""
+    given_log_path(cfg)
+    log = {**(cfg.get("log") or {}), "path": str(cfg.get("clicks") or cfg["log"]["path"])}
     with stages("ingest"):
-        features = ingest(cfg["data"], run_dir, seed=int(cfg["seed"]), cache=cfg.get("cache"), progress=progress)
-    sidecar = clicks_path.parent / "propensities.json"
-    write_json(json.loads(sidecar.read_text()) if sidecar.exists() else {}, run_dir / "propensities.json")
+        clicks_path, _ = prepare_log(log, run_dir)
+        if log.get("features") is None:
+            features = ingest(cfg["data"], run_dir, seed=int(cfg["seed"]), cache=cfg.get("cache"), progress=progress)
+        else:
+            features = read_features(log_features_table(log, clicks_path, run_dir))
+    sidecar = Path(log["path"]).parent / "propensities.json"
+    write_json(json.loads(sidecar.read_text()) if sidecar.is_file() else {}, run_dir / "propensities.json")
     with stages("etl"):
         run_etl(clicks_path, run_dir / "features.parquet", run_dir, etl_config(cfg["etl"]), progress=progress,
-                columns=(cfg.get("log") or {}).get("columns"))
+                columns=mapped_columns(log))
     return run_dir, False, features
 
 
@@ -173,9 +179,16 @@ def load_data(cfg: Mapping[str, Any], run_dir: Path, stages: Stages, names: list
     vali, validation, sessions = choose_validation(cfg, features, sessions, sidecar)
     return ExperimentData(
         features, jnp.asarray(features.features), sessions, sidecar, true_curve, stats, data_dir, cached,
-        vali, validation, query_lists(features, "test"),
+        vali, validation, test_lists(features),
         query_lists(features, "train") if needs_train_lists(names, cfg) else None,
         heldout_for(cfg, features, names, stages))
+
+
+def test_lists(features: FeatureTable) -> QueryLists | None:
+    """The test split's lists, or None for a table without test labels (a log's own features):
+    such runs report their validation and are compared on held-out logs by pipelines.evaluate."""
+    rows = np.flatnonzero(features.splits == "test")
+    return query_lists(features, "test") if len(rows) and (features.labels[rows] >= 0).any() else None
 
 
 def has_labelled_vali(features: FeatureTable) -> bool:
@@ -196,7 +209,10 @@ def choose_validation(cfg: Mapping[str, Any], features: FeatureTable, sessions: 
         return vali, as_validation(vali, features), sessions
     if source != "clicks":
         raise DataError(f"validation.source={source!r}: use auto, labels or clicks")
-    train, held = validation_sessions(sessions, float(v.get("fraction", 0.2)), str(v.get("by", "query")), int(cfg["seed"]))
+    # An ID ranker scores only the pairs it was trained on: hold out sessions, never whole queries.
+    by = str(v.get("by", "auto"))
+    by = ("session" if features.num_features == 0 else "query") if by == "auto" else by
+    train, held = validation_sessions(sessions, float(v.get("fraction", 0.2)), by, int(cfg["seed"]))
     alpha, what = validation_propensity(v, train, sidecar)
     validation = click_validation(held, alpha, v, what)
     print(f"validation: {validation.metric} on {validation.source}; these sessions are not trained on", file=sys.stderr)
@@ -244,7 +260,7 @@ def method_entry(spec: RunSpec, trained: TrainedMethod, test_means: Mapping[str,
                  data: ExperimentData) -> dict[str, Any]:
     f = trained.fit
     entry: dict[str, Any] = {
-        "test": {k: test_means[k] for k in TEST_METRICS},
+        "test": {k: test_means[k] for k in TEST_METRICS} if test_means else None,
         "vali": {data.validation.metric: f.best_vali},
         "best_step": f.best_step,
         "steps_run": f.steps_run,
@@ -268,7 +284,9 @@ def per_query_table(name: str, split: str, query_id: np.ndarray, valid: np.ndarr
     rows: what the selection compares; NaN on test rows)."""
     n = len(query_id)
     nan = np.full(n, np.nan)
-    return pa.table({"method": [name] * n, "split": [split] * n, "query_id": [str(q) for q in query_id], "has_relevant": valid,
+    text = lambda values: pa.array(values, pa.string())  # typed, so an empty test table concatenates
+    return pa.table({"method": text([name] * n), "split": text([split] * n), "query_id": text([str(q) for q in query_id]),
+                     "has_relevant": pa.array(np.asarray(valid, bool)),
                      **{k: np.asarray(per.get(k, nan), np.float64) for k in PER_QUERY_METRICS},
                      "validation": nan if validation is None else np.asarray(validation, np.float64)})
 
@@ -281,8 +299,10 @@ class RunResult:
     resumed_from: int | None = None
 
 
-def evaluate_split(trained: TrainedMethod, lists: QueryLists, data: ExperimentData, progress: str | None
+def evaluate_split(trained: TrainedMethod, lists: QueryLists | None, data: ExperimentData, progress: str | None
                    ) -> tuple[dict[str, float], dict[str, np.ndarray], np.ndarray]:
+    if lists is None:  # no test labels: nothing to report here
+        return {}, {}, np.zeros(0, bool)
     scores = score_lists(trained.steps, trained.fit.best_state.ranker, lists, data.features_dev, progress=progress)
     return evaluate_scores(scores, lists.label, lists.mask, float(data.features.labels.max()))
 
@@ -308,7 +328,7 @@ def run_method(spec: RunSpec, cfg: Mapping[str, Any], data: ExperimentData, run_
     trained = train_run(spec, cfg, data, run_dir, writer, stages)
     f, label = trained.fit, spec.label
     progress = bool(cfg["trainer"].get("progress", True))
-    with stages(f"evaluate:{label}", documents=int(data.test.mask.sum())):
+    with stages(f"evaluate:{label}", documents=int(data.test.mask.sum()) if data.test is not None else 0):
         test_means, test_per, valid = evaluate_split(trained, data.test, data, f"test {label}" if progress else None)
         vali_values, vali_valid = data.validation.per_query(trained.steps, f.best_state.ranker, data.features_dev)
     entry = method_entry(spec, trained, test_means, valid, data)
@@ -317,7 +337,7 @@ def run_method(spec: RunSpec, cfg: Mapping[str, Any], data: ExperimentData, run_
             entry["click_likelihood"] = method_scores(trained.steps, f.best_state, data.heldout, data.features_dev)
     if cfg["trainer"].get("checkpoint", True):
         entry["checkpoint"] = str(save_state(f.best_state, run_dir / "checkpoints" / label))
-    table = pa.concat_tables([per_query_table(label, "test", data.test.query_id, valid, test_per),
+    table = pa.concat_tables([per_query_table(label, "test", data.test.query_id if data.test is not None else [], valid, test_per),
                               per_query_table(label, "vali", data.validation.query_ids, vali_valid, {}, vali_values)])
     write_parquet(table, run_dir / "methods" / f"{label}.per_query.parquet")
     write_json({"entry": entry, "history": f.history}, run_dir / "methods" / f"{label}.json")
@@ -465,8 +485,10 @@ def print_report(results: Mapping[str, Any], true_curve: list[float] | None, run
     """results.md, and the same tables on stdout."""
     table, ptable = results_table(results), propensity_table(results, true_curve)
     (run_dir / "results.md").write_text(f"# Results\n\n{table}\n\n## Propensity (relative to position 1)\n\n{ptable}\n")
-    excluded = next(iter(results.values()))["test_queries_without_relevant"]
-    print(f"\n{table}\n(test: {excluded} queries without a relevant document excluded)", file=sys.stdout)
+    first = next(iter(results.values()))
+    excluded = (f"test: {first['test_queries_without_relevant']} queries without a relevant document excluded"
+                if first["test"] is not None else "no test labels: compare these rankers on a held-out log with pipelines.evaluate")
+    print(f"\n{table}\n({excluded})", file=sys.stdout)
     if ptable:
         print(f"\nPropensity, relative to position 1:\n{ptable}", file=sys.stdout)
     for line in [*heldout_lines(results, heldout), *method_notes(results)]:

@@ -16,6 +16,8 @@ COLUMNS = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "err@10")
 
 
 def results_table(methods: Mapping[str, Mapping[str, Any]]) -> str:
+    if all(r["test"] is None for r in methods.values()):
+        return validation_table(methods)
     head = "| method | nDCG@1 | nDCG@3 | nDCG@5 | nDCG@10 | ERR@10 | propensity error |"
     rows = [head, "|" + "---|" * 7]
     for name, r in methods.items():
@@ -23,7 +25,18 @@ def results_table(methods: Mapping[str, Mapping[str, Any]]) -> str:
         perr = r.get("propensity", {}).get("mean_relative_error")
         perr_s = f"{perr:.1%}" if perr is not None else "-"
         label = f"{name}: {r['kept']}" if "kept" in r else name  # a selection's row says which run it kept
-        rows.append(f"| {label} | " + " | ".join(f"{test[c]:.4f}" for c in COLUMNS) + f" | {perr_s} |")
+        cells = [f"{test[c]:.4f}" for c in COLUMNS] if test is not None else ["-"] * len(COLUMNS)  # no test labels
+        rows.append(f"| {label} | " + " | ".join(cells) + f" | {perr_s} |")
+    return "\n".join(rows)
+
+
+def validation_table(methods: Mapping[str, Mapping[str, Any]]) -> str:
+    """Runs without test labels (a real log): their validation score, the number the selection read."""
+    metric = next(iter(next(iter(methods.values()))["vali"]))
+    rows = [f"| method | validation {metric} |", "|---|---|"]
+    for name, r in methods.items():
+        label = f"{name}: {r['kept']}" if "kept" in r else name
+        rows.append(f"| {label} | {r['vali'][metric]:.4f} |")
     return "\n".join(rows)
 
 

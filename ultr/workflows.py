@@ -22,6 +22,8 @@ from ultr.data.io import atomic_path, write_json
 from ultr.data.readers import ReaderPolicy, convert_log
 from ultr.errors import DataError
 from ultr.data.letor import FeatureTable, ingest_letor, read_features
+from ultr.data.clicklog import scan_click_log
+from ultr.data.log_features import features_from_log
 from ultr.estimation.propensity import adjacent_chain, all_pairs, count_impressions, pairwise_ratios, pbm_em
 from ultr.paths import existing, resolve
 from ultr.report import plot_propensity
@@ -152,6 +154,14 @@ def reader_policy(log: Mapping[str, Any]) -> ReaderPolicy:
     return ReaderPolicy(**{k: v for k, v in log.items() if k in ReaderPolicy.__dataclass_fields__})
 
 
+def mapped_columns(log: Mapping[str, Any]) -> dict[str, str] | None:
+    """`log.columns` as scan_click_log takes it: only the names set (the config lists every one, null
+    = as is); none for real-log formats, whose readers write the schema's names."""
+    if log.get("format", "generic") != "generic":
+        return None
+    return {k: v for k, v in (log.get("columns") or {}).items() if v} or None
+
+
 def prepare_log(log: Mapping[str, Any], run_dir: Path) -> tuple[Path, dict[str, Any] | None]:
     """Real-log formats are converted to click-log Parquet parts under run_dir/clicks first."""
     fmt = log.get("format", "generic")
@@ -164,12 +174,25 @@ def prepare_log(log: Mapping[str, Any], run_dir: Path) -> tuple[Path, dict[str, 
     return run_dir / "clicks", reader
 
 
+def log_features_table(log: Mapping[str, Any], clicks: Path, run_dir: Path,
+                       fitted: Mapping[str, Any] | None = None) -> Path:
+    """run_dir/features.parquet from the log's own columns (`log.features`; [] = ids only),
+    normalised by `fitted` statistics where given (a trained ranker's)."""
+    features_from_log(scan_click_log(clicks, mapped_columns(log)), list(log["features"]), run_dir / "features.parquet",
+                      source=str(log["path"]), normalization=str(log.get("feature_normalization", "zscore")),
+                      log1p=bool(log.get("feature_log1p", True)), on_conflict=str(log.get("on_feature_conflict", "first")),
+                      fitted=fitted)
+    return run_dir / "features.parquet"
+
+
 def log_to_sessions(cfg: Mapping[str, Any], run_dir: Path, training: bool = True) -> dict[str, Any]:
     """The configured click log (`log`, converted from its format) and optional features table
     (`features.path`) through the ETL into run_dir; returns the ETL stats (with the reader's)."""
     log = cfg["log"]
     path, reader = prepare_log(log, run_dir)
     fpath = (cfg.get("features") or {}).get("path")
+    if not fpath and log.get("features") is not None:
+        fpath = log_features_table(log, path, run_dir)
     stats = run_etl(path, existing(fpath, "features.path") if fpath else None, run_dir, etl_config(cfg["etl"]),
                     columns=log.get("columns") or None)
     if reader is not None:

@@ -246,6 +246,11 @@ def read_features_meta(path: str | Path) -> dict[str, Any]:
     return _table_meta(path, schema) or {"num_features": schema.field("features").type.list_size}
 
 
+def table_rows(path: str | Path) -> int:
+    """The number of documents (rows) of a features table, from its footer."""
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
 def read_features(path: str | Path) -> FeatureTable:
     """Read row group by row group into one preallocated float32 array (peak: the array plus a
     row group); query and split ids share their string objects (dictionary-decoded)."""
@@ -271,6 +276,8 @@ def read_features(path: str | Path) -> FeatureTable:
         block = batch.column(0).flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
         feats[at:at + len(block)] = block
         at += len(block)
+    if meta.get("ids"):
+        feats = feats[:, :0]  # an ID table (ultr.data.log_features): its stored column is a placeholder
     table = pq.read_table(path, columns=["query_id", "doc_id", "label", "split"])
     labels = table.column("label").fill_null(-1).to_numpy().astype(np.int8)
     return FeatureTable(

@@ -31,28 +31,38 @@ def resample_counts(num_queries: int, replicates: int, rng: np.random.Generator)
     return np.bincount((draws + offset).ravel(), minlength=replicates * num_queries).reshape(replicates, num_queries)
 
 
-def replicate_means(values: np.ndarray, valid: np.ndarray, replicates: int, seed: int) -> np.ndarray:
-    """[B, R] bootstrap means of `values` [R, Q] over the valid queries [Q]."""
-    values = np.where(valid[None, :], values, 0.0).astype(np.float64)
-    q = values.shape[1]
+def replicate_means(items: list[tuple[np.ndarray, np.ndarray]], replicates: int, seed: int) -> list[np.ndarray]:
+    """For each (values [R, Q], valid [Q]) of `items` (all over the same Q queries): [B, R] bootstrap
+    means over the valid queries. Every item sees the same resamples, drawn once: the counts are
+    the costly part, and shared draws make the estimates' intervals comparable."""
+    q = items[0][0].shape[1]
+    prepared = [(np.where(valid[None, :], values, 0.0).astype(np.float64), valid.astype(np.float64)) for values, valid in items]
     rng = np.random.default_rng(seed)
-    out = np.empty((replicates, values.shape[0]))
+    outs = [np.empty((replicates, v.shape[0])) for v, _ in prepared]
     step = max(1, CHUNK // max(q, 1))
     for lo in range(0, replicates, step):
         n = min(step, replicates - lo)
         counts = resample_counts(q, n, rng).astype(np.float64)
-        total = counts @ valid.astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[lo:lo + n] = (counts @ values.T) / total[:, None]
+        for out, (values, valid) in zip(outs, prepared):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[lo:lo + n] = (counts @ values.T) / (counts @ valid)[:, None]
+    return outs
+
+
+def intervals(items: list[tuple[np.ndarray, np.ndarray]], replicates: int = 1000, level: float = 0.95, seed: int = 0
+              ) -> list[Interval]:
+    """Percentile intervals of the mean over valid queries, for each ranker (row of each item's values)."""
+    out = []
+    for (values, valid), reps in zip(items, replicate_means(items, replicates, seed)):
+        point = np.where(valid[None, :], values, 0.0).sum(axis=1) / max(int(valid.sum()), 1)
+        low, high = percentile_bounds(reps, level)
+        out.append(Interval(point, low, high, reps))
     return out
 
 
 def interval(values: np.ndarray, valid: np.ndarray, replicates: int = 1000, level: float = 0.95, seed: int = 0) -> Interval:
     """Percentile interval of the mean over valid queries, for each ranker (row of `values`)."""
-    reps = replicate_means(values, valid, replicates, seed)
-    point = np.where(valid[None, :], values, 0.0).sum(axis=1) / max(int(valid.sum()), 1)
-    low, high = percentile_bounds(reps, level)
-    return Interval(point, low, high, reps)
+    return intervals([(values, valid)], replicates, level, seed)[0]
 
 
 def percentile_bounds(reps: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:

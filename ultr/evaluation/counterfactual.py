@@ -9,7 +9,8 @@ differ only in the gain they plug in for each document, from its click evidence 
 (Joachims et al., WSDM 2017; Oosterhuis, TOIS 2023). With c_s the click and alpha_s the examination
 propensity of the position where session s showed d, over the S_d sessions that showed it:
 
-    ips    g(d) = (1/S_d) sum_s c_s / alpha_s          unbiased for gamma(d) under PBM
+    ips    g(d) = (1/S_d) sum_s (c_s - beta_s) / alpha_s  unbiased for gamma(d) under PBM (beta = 0)
+                                                       and under trust bias (Vardasbi et al., 2020)
     snips  g(d) = (sum_s c_s - beta_s) / sum_s alpha_s  self-normalised: clicks over expected
                                                        examinations (one weight per document)
     dr     g(d) = R(d) + (sum_s c_s - alpha_s R(d) - beta_s) / sum_s alpha_s   where d was shown,
@@ -71,10 +72,11 @@ def _impressions(query_id: np.ndarray, doc_index: np.ndarray, position: np.ndarr
         raise DataError(f"the log shows position {int(pos.max())} but the propensity curve has {len(alpha)} positions; "
                         "use a curve estimated for this log's list size (etl.list_size)")
     a = alpha[pos - 1]
+    b = np.zeros_like(a) if beta is None else beta[pos - 1]
     c = click[mask].astype(np.float64)
     return pl.DataFrame({
         "query_id": np.repeat(query_id, mask.sum(axis=1)), "doc": doc_index[mask].astype(np.int64),
-        "c": c, "w": c / a, "a": a, "b": np.zeros_like(a) if beta is None else beta[pos - 1],
+        "c": c, "w": (c - b) / a, "a": a, "b": b,
     })
 
 

@@ -27,7 +27,10 @@ def read_propensities(source: str | Path, key: str | None = None) -> Propensitie
     """Propensities from any ultr output that holds a curve (see the module docstring)."""
     path = existing(source, "propensity.source")
     if path.is_dir():
-        found = [path / n for n in ("propensities.json", "propensity.json") if (path / n).is_file()]
+        # An experiment run holds both: its learned curves (propensity.json, picked by key) and the
+        # log's sidecar (propensities.json: the simulator's truth, empty for a given log).
+        names = ("propensity.json", "propensities.json") if key else ("propensities.json", "propensity.json")
+        found = [path / n for n in names if (path / n).is_file() and _has_curve(path / n)]
         if not found:
             raise DataError(f"propensity.source={source}: no propensities.json or propensity.json in that folder; point at "
                             "a pipelines.simulate, estimate_bias, click_models DIR/<model> or experiment output")
@@ -45,6 +48,10 @@ def read_propensities(source: str | Path, key: str | None = None) -> Propensitie
             return Propensities(np.asarray(affine["alpha"], float), np.asarray(affine["beta"], float), f"{what} (affine) ({path})")
         return Propensities(np.asarray(data["examination"], float), None, f"{what} ({path})")
     raise DataError(f"{path}: holds no propensity curve (no 'estimators', 'estimated' or 'examination')")
+
+
+def _has_curve(path: Path) -> bool:
+    return bool({"estimators", "estimated", "examination"} & set(json.loads(path.read_text())))
 
 
 def _pick(curves: Mapping[str, Any], key: str | None, path: Path, what: str) -> Propensities:

@@ -22,13 +22,15 @@ import pyarrow.parquet as pq
 from ultr.api import Ranker, load
 from ultr.data.batching import fixed_lists
 from ultr.data.io import atomic_path, write_json
+from ultr.data.clicklog import scan_click_log
 from ultr.data.letor import FeatureTable, read_features
+from ultr.data.log_features import extend_id_table
 from ultr.errors import DataError
 from ultr.evaluation import bootstrap
 from ultr.evaluation.counterfactual import ESTIMATORS, Evidence, aggregate, estimates, gains, metric_specs
 from ultr.evaluation.propensities import Propensities, read_propensities
 from ultr.paths import existing
-from ultr.workflows import log_to_sessions
+from ultr.workflows import log_features_table, log_to_sessions, mapped_columns, prepare_log
 
 SESSION_BATCH = 1 << 16  # sessions read at once from the session tables
 
@@ -71,18 +73,50 @@ def evaluate(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
     fpath = (cfg.get("features") or {}).get("path") or rankers[0].features_path
     table = read_features(existing(fpath, "features.path"))
     check_rankers(rankers, table)
+    log, fpath, trained_rows = evaluation_rows(cfg, table, run_dir)
     etl = {**cfg["etl"], "allow_eval_queries": True}  # held-out sessions are on vali/test queries by design
-    stats = log_to_sessions({"log": cfg["log"], "features": {"path": str(fpath)}, "etl": etl}, run_dir, training=False)
+    stats = log_to_sessions({"log": log, "features": {"path": str(fpath)}, "etl": etl}, run_dir, training=False)
+    table = read_features(fpath)
     candidates = pl.DataFrame({"query_id": table.query_ids.astype(str), "doc": np.arange(len(table.query_ids))}) \
         if cfg.get("candidates", "shown") == "table" else None
     ev = aggregate(session_chunks(run_dir), prop.alpha, prop.beta, candidates)
     dev = jnp.asarray(table.features)
-    scores = np.stack([r.score_rows(ev.doc, dev) for r in rankers])
+    scores = unseen_last(np.stack([r.score_rows(np.minimum(ev.doc, trained_rows - 1), dev) for r in rankers]),
+                         ev.doc >= trained_rows)
+    stats = {**stats, "unseen_candidates": int((ev.doc >= trained_rows).sum())}
     specs_m = metric_specs(list(cfg["metrics"]), prop.alpha)
     values = estimates(ev, scores, specs_m, list(cfg["estimators"]))
     out = report(values, labels, cfg, ev, prop, stats)
     write_outputs(out, run_dir)
     return out
+
+
+def evaluation_rows(cfg: Mapping[str, Any], table: FeatureTable, run_dir: Path) -> tuple[dict[str, Any], Path, int]:
+    """(the log to read, the features table to index it by, how many of its rows the rankers were
+    trained on). An ID ranker's table holds only its training log's (query, document) pairs: the
+    evaluation log's other pairs are appended after them, and `unseen_last` ranks them."""
+    fpath = Path(table.path)
+    log_features = cfg["log"].get("features")
+    if table.num_features > 0 and not log_features:
+        return dict(cfg["log"]), fpath, len(table.query_ids)
+    path, _ = prepare_log(cfg["log"], run_dir)
+    generic = {**cfg["log"], "format": "generic", "path": str(path), "features": None}
+    if table.num_features > 0:  # the log carries its features: normalised as the rankers' training table was
+        out = log_features_table({**cfg["log"], "path": str(path)}, path, run_dir, fitted=table.meta.get("normalization"))
+        return generic, out, len(read_features(out).query_ids)
+    before, added = extend_id_table(fpath, scan_click_log(path, mapped_columns(cfg["log"])), run_dir / "features.parquet")
+    print(f"ID rankers: {added} (query, document) pairs of this log were never in their training log; "
+          "every ranker puts them after the pairs it scored", file=sys.stderr)
+    return generic, run_dir / "features.parquet", before
+
+
+def unseen_last(scores: np.ndarray, unseen: np.ndarray) -> np.ndarray:
+    """Scores [R, M] with the candidates an ID ranker never saw below all it scored (ties among
+    them break by candidate order, the same for every ranker)."""
+    if not unseen.any():
+        return scores
+    floor = scores[:, ~unseen].min(axis=1, keepdims=True) - 1.0 if (~unseen).any() else np.zeros((len(scores), 1))
+    return np.where(unseen[None, :], floor, scores)
 
 
 def report(values: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]], labels: list[str], cfg: Mapping[str, Any],
@@ -93,8 +127,9 @@ def report(values: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]], labe
     est: dict[str, Any] = {}
     paired: dict[str, Any] = {}
     queries: dict[str, int] = {}
-    for (e, m), (v, valid) in values.items():
-        iv = bootstrap.interval(v, valid, reps, level, seed)  # one seed: every estimate sees the same resamples
+    # One set of resamples for every estimate: drawn once, and comparable across estimators.
+    ivs = bootstrap.intervals(list(values.values()), reps, level, seed)
+    for ((e, m), (v, valid)), iv in zip(values.items(), ivs):
         est.setdefault(e, {})[m] = {lab: {"estimate": float(iv.estimate[i]), "low": float(iv.low[i]), "high": float(iv.high[i])}
                                     for i, lab in enumerate(labels)}
         paired.setdefault(e, {})[m] = {f"{lab} - {labels[base]}": bootstrap.paired(iv, base, i, level)
@@ -105,9 +140,10 @@ def report(values: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]], labe
                                                                      **({"beta": prop.beta.tolist()} if prop.beta is not None else {})},
         "log": {"sessions": int(ev.sessions.sum()), "queries": ev.num_queries, "candidates": len(ev),
                 "never_shown_candidates": int((ev.shown == 0).sum()), "clicks": int(ev.clicks.sum()),
+                "candidates_unseen_in_training": stats.get("unseen_candidates", 0),
                 "queries_per_metric": queries, "etl": {k: stats.get(k) for k in ("sessions", "dropped_sessions", "impressions")}},
         "bootstrap": {"replicates": reps, "level": level, "unit": "query", "seed": seed},
-        "estimates": est, "paired": paired, "notes": coincidences(ev, list(cfg["estimators"])),
+        "estimates": est, "paired": paired, "notes": coincidences(ev, list(cfg["estimators"])) + unseen_note(stats, len(ev)),
     }
 
 
@@ -121,6 +157,12 @@ def coincidences(ev: Evidence, estimators: list[str]) -> list[str]:
         notes.append("dr = snips on this log: every candidate was shown, where DR's correction cancels its direct model "
                      "(candidates=table adds the candidates never shown)")
     return notes
+
+
+def unseen_note(stats: Mapping[str, Any], candidates: int) -> list[str]:
+    n = int(stats.get("unseen_candidates", 0))
+    return [f"{n} of {candidates} candidates were never in the ID rankers' training log: each ranker puts them after "
+            "the ones it scored"] if n else []
 
 
 def table_lines(out: Mapping[str, Any]) -> list[str]:

@@ -37,7 +37,8 @@ class Parts:
 
     def inputs(self, features: jax.Array | None, doc_index: jax.Array) -> jax.Array:
         # Feature rankers read the device-resident feature matrix (the host ships only indices).
-        return doc_index if features is None else features[doc_index]
+        # An ID ranker (num_features=0) reads the indices themselves, whatever array is passed.
+        return doc_index if features is None or self.num_features == 0 else features[doc_index]
 
     def tower_context(self, x: jax.Array) -> jax.Array | None:
         return x if self.context and self.num_features else None

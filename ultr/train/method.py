@@ -84,7 +84,7 @@ def train_method(name: str, cfg: Mapping[str, Any], features: FeatureTable, feat
     if pc > 1:
         arrays = {k: v[pid::pc] for k, v in arrays.items()}
     batches = BatchIterator(arrays, global_batch // pc, seed + pid)
-    steps = build_steps(name, cfg, features.num_features, list_size, known=known)
+    steps = build_steps(name, cfg, features.num_features, list_size, num_items=len(features.query_ids), known=known)
     result = fit(
         steps, batches, features_dev, vali,
         train_steps=int(tr["steps"]), eval_every=int(tr["eval_every"]),
