@@ -30,7 +30,8 @@ from pipelines.config import default_config  # noqa: E402
 from ultr.api import load  # noqa: E402
 from ultr.evaluation.counterfactual import aggregate, estimates, metric_specs  # noqa: E402
 from ultr.evaluation.propensities import Propensities  # noqa: E402
-from ultr.evaluation.run import evaluate, report  # noqa: E402
+from ultr.evaluation.compare import report  # noqa: E402
+from ultr.evaluation.run import evaluate  # noqa: E402
 from ultr.experiment import run_experiment  # noqa: E402
 from ultr.workflows import log_to_sessions, simulate  # noqa: E402
 

@@ -84,6 +84,19 @@ def test_evaluate_end_to_end(trained, tmp_path):
         assert (tmp_path / f).exists(), f
 
 
+def test_the_api_evaluates_one_ranker_on_a_click_log_as_the_pipeline_does(trained, tmp_path):
+    root, _ = trained
+    piped = evaluate(eval_cfg(root), tmp_path / "pipeline")
+    ranker = load(root / "run", "dla")
+    out = ranker.evaluate(log=root / "heldout" / "clicks.parquet", propensity=root / "heldout",
+                          overrides=["bootstrap.replicates=200"], out_dir=tmp_path / "api")
+    assert out["rankers"] == ["dla"] and (tmp_path / "api" / "evaluation.json").exists()
+    for m in ("dcg@10", "clicks"):
+        assert out["estimates"]["snips"][m]["dla"]["estimate"] == pytest.approx(piped["estimates"]["snips"][m]["dla"]["estimate"])
+    with pytest.raises(DataError, match="needs propensity"):
+        ranker.evaluate(log=root / "heldout" / "clicks.parquet")
+
+
 def test_candidates_never_shown_separate_dr_from_ips(trained, tmp_path):
     root, _ = trained
     out = evaluate(eval_cfg(root, candidates="table", estimators=["ips", "dr"]), tmp_path)

@@ -12,7 +12,8 @@ from ultr.data.clicklog import scan_click_log
 from ultr.data.letor import read_features
 from ultr.data.log_features import extend_id_table, features_from_log
 from ultr.errors import DataError
-from ultr.evaluation.run import evaluate, unseen_last
+from ultr.evaluation.compare import unseen_last
+from ultr.evaluation.run import evaluate
 from ultr.experiment import run_experiment
 from ultr.workflows import simulate
 

@@ -9,6 +9,7 @@ documents, read the propensity curve. It drives the same ETL and training code a
     from ultr.api import load
     ranker = load("outputs/experiment/RUN", "dla")  # a run's checkpoint (or RUN:dla, RUN/checkpoints/dla)
     ranker.evaluate("outputs/experiment/RUN/features.parquet", split="test")   # nDCG@10 etc. on labels
+    ranker.evaluate(log="heldout.parquet", propensity="SIM_DIR")                # IPS/SNIPS/DR from clicks
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +31,7 @@ from ultr.data.letor import FeatureTable, read_features, read_features_meta, tab
 from ultr import methods
 from ultr.config import compose
 from ultr.errors import DataError
+from ultr.evaluation.compare import compare
 from ultr.metrics import evaluate_scores
 from ultr.paths import existing
 from ultr.train.build import build_steps
@@ -67,13 +69,34 @@ class Ranker:
         """Scores of rows of a features array already on the device (or id-vocabulary indices)."""
         return score_rows(self.steps, self.params, rows, features)
 
-    def evaluate(self, features: str | Path | FeatureTable, split: str = "test") -> dict[str, float]:
-        """Mean nDCG@1/3/5/10, ERR@10, MRR and MAP on a labelled split (queries with a relevant document)."""
+    def evaluate(self, features: str | Path | FeatureTable | None = None, split: str = "test", *,
+                 log: str | Path | None = None, propensity: str | Path | None = None,
+                 overrides: Sequence[str] = (), out_dir: str | Path | None = None) -> dict[str, Any]:
+        """On labels: mean nDCG@1/3/5/10, ERR@10, MRR and MAP on a labelled split (queries with a
+        relevant document). On a click log (`log=PATH`, `propensity=` a source as pipelines.evaluate
+        reads it): the counterfactual estimates with their intervals, what evaluation.json holds
+        (`overrides`: evaluate-config settings such as "log.format=pyclick"; the report files go
+        to `out_dir`, by default a temporary directory)."""
+        if log is not None:
+            return self._evaluate_log(log, propensity, overrides, out_dir)
+        if features is None:
+            raise DataError("evaluate: pass a labelled features table, or log=<click log> and propensity=<source>")
         table = read_features(features) if isinstance(features, (str, Path)) else features
         lists = query_lists(table, split)
         scores = score_lists(self.steps, self.params, lists, jnp.asarray(table.features))
         means, _, valid = evaluate_scores(scores, lists.label, lists.mask, float(table.labels.max()))
         return {**means, "queries": int(valid.sum())}
+
+
+    def _evaluate_log(self, log: str | Path, propensity: str | Path | None, overrides: Sequence[str],
+                      out_dir: str | Path | None) -> dict[str, Any]:
+        if propensity is None:
+            raise DataError("evaluate(log=...) needs propensity=<a simulate folder, click model, estimate_bias or experiment run>")
+        cfg = compose("evaluate", [f"log.path={log}", f"propensity.source={propensity}", *overrides])
+        if out_dir is not None:
+            return compare([self], [self.name], cfg, out_dir)
+        with tempfile.TemporaryDirectory(prefix="ultr-evaluate-") as tmp:
+            return compare([self], [self.name], cfg, tmp)
 
 
 @dataclass

@@ -49,15 +49,21 @@ def flat_keys(cfg: Any, prefix: str = "") -> list[str]:
     """Every key of a nested config as a dotted path, branches included."""
     out: list[str] = []
     if isinstance(cfg, (Mapping, DictConfig)):
-        for k, v in cfg.items():
-            out += [f"{prefix}{k}", *flat_keys(v, f"{prefix}{k}.")]
+        for k in cfg.keys():
+            missing = isinstance(cfg, DictConfig) and OmegaConf.is_missing(cfg, k)
+            out += [f"{prefix}{k}", *([] if missing else flat_keys(cfg[k], f"{prefix}{k}."))]
     return out
 
 
 def _lookup(cfg: Any, key: str) -> tuple[bool, Any]:
     node = cfg
     for part in key.split("."):
-        if not isinstance(node, (Mapping, DictConfig)) or part not in node:
+        if isinstance(node, DictConfig):
+            if part not in node.keys():  # `in` alone says False for a mandatory value (`???`)
+                return False, None
+            if OmegaConf.is_missing(node, part):
+                return True, None  # a mandatory value the overrides are about to set
+        elif not isinstance(node, Mapping) or part not in node:
             return False, None
         node = node[part]
     return True, node
