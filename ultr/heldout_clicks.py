@@ -41,7 +41,8 @@ def simulate_heldout(cfg: Mapping[str, Any], features: FeatureTable) -> HeldOutC
     """`evaluation.click_sessions` sessions on the test queries; None when off or the log was given
     (`clicks=`: there is no generating model to simulate from)."""
     n = int((cfg.get("evaluation") or {}).get("click_sessions", 0) or 0)
-    if n <= 0 or cfg.get("clicks") or not len(features.rows("test")):
+    given = cfg.get("clicks") or (cfg.get("log") or {}).get("path")
+    if n <= 0 or given or not (features.splits == "test").any():
         return None
     model = click_model_from_config(cfg["click_model"], features)
     sim = cfg["simulation"]
