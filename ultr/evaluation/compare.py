@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from ultr.data.batching import fixed_lists
 from ultr.data.io import atomic_path, write_json
 from ultr.data.clicklog import scan_click_log
-from ultr.data.letor import FeatureTable, read_features
+from ultr.data.letor import FeatureTable, read_features, table_rows
 from ultr.data.log_features import extend_id_table
 from ultr.errors import DataError
 from ultr.evaluation import bootstrap
@@ -67,7 +67,8 @@ def compare(rankers: Sequence[Any], labels: list[str], cfg: Mapping[str, Any], r
     log, fpath, trained_rows = evaluation_rows(cfg, table, run_dir)
     etl = {**cfg["etl"], "allow_eval_queries": True}  # held-out sessions are on vali/test queries by design
     stats = log_to_sessions({"log": log, "features": {"path": str(fpath)}, "etl": etl}, run_dir, training=False)
-    table = read_features(fpath)
+    if Path(fpath) != Path(table.path):  # extended (ID rankers) or built from the log: read once more
+        table = read_features(fpath)
     candidates = pl.DataFrame({"query_id": table.query_ids.astype(str), "doc": np.arange(len(table.query_ids))}) \
         if cfg.get("candidates", "shown") == "table" else None
     ev = aggregate(session_chunks(run_dir), prop.alpha, prop.beta, candidates)
@@ -93,7 +94,7 @@ def evaluation_rows(cfg: Mapping[str, Any], table: FeatureTable, run_dir: Path) 
     generic = {**cfg["log"], "format": "generic", "path": str(path), "features": None}
     if table.num_features > 0:  # the log carries its features: normalised as the rankers' training table was
         out = log_features_table({**cfg["log"], "path": str(path)}, path, run_dir, fitted=table.meta.get("normalization"))
-        return generic, out, len(read_features(out).query_ids)
+        return generic, out, table_rows(out)
     before, added = extend_id_table(fpath, scan_click_log(path, mapped_columns(cfg["log"])), run_dir / "features.parquet")
     print(f"ID rankers: {added} (query, document) pairs of this log were never in their training log; "
           "every ranker puts them after the pairs it scored", file=sys.stderr)
