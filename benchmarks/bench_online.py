@@ -40,7 +40,8 @@ from ultr.online.loop import run_block  # noqa: E402
 from ultr.online.methods import make  # noqa: E402
 from ultr.workflows import ingest  # noqa: E402
 
-RUNS = {"pdgd": ("pdgd", {}), "pdgd_mlp": ("pdgd", {"ranker": "mlp", "learning_rate": 0.003}), "dbgd": ("dbgd", {}), "mgd": ("mgd", {})}
+RUNS = {"pdgd": ("pdgd", {}), "pdgd_mlp": ("pdgd", {"ranker": "mlp", "learning_rate": 0.003}),
+        "pdgd_mlp_skip": ("pdgd", {"ranker": "mlp_skip", "learning_rate": 0.01, "linear_learning_rate": 0.1}), "dbgd": ("dbgd", {}), "mgd": ("mgd", {})}
 
 
 def synthetic(queries: int, candidates: int, features: int = 136, seed: int = 0) -> tuple[jax.Array, Lists]:

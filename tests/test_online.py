@@ -87,6 +87,32 @@ def test_pdgd_update_is_the_pair_gradient_on_a_linear_ranker():
         np.testing.assert_allclose(np.asarray(new["params"]["w"] - state["params"]["w"]), 0.5 * np.asarray(g @ x), atol=1e-6)
 
 
+def test_pdgd_mlp_skip_is_the_linear_ranker_plus_an_mlp_with_its_own_rate():
+    """ranker=mlp_skip scores x @ w + MLP(x); with the MLP's output layer at zero it is the linear
+    ranker, so its step on w is the linear ranker's at linear_learning_rate (the hidden layers' at
+    learning_rate: their gradient is 0 through a zero output layer, the output layer's is not)."""
+    user, tables = _deterministic_user()
+    skip = make("pdgd", {"ranker": "mlp_skip", "learning_rate": 0.01, "linear_learning_rate": 0.5})
+    linear = make("pdgd", {"learning_rate": 0.5})
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((4, 4)), jnp.float32)
+    label, mask = jnp.array([0, 1, 0, 1]), jnp.ones(4, bool)
+    state = skip.init(jax.random.key(0), 4)
+    out = state["params"]["mlp"]["FeatureMajorDense_1"]
+    state["params"]["mlp"]["FeatureMajorDense_1"] = jax.tree.map(jnp.zeros_like, out)
+    w = jnp.array([0.3, -0.2, 0.1, 0.0])
+    state["params"]["linear"]["w"] = w
+    np.testing.assert_allclose(np.asarray(skip.score(state, x)), np.asarray(x @ w), atol=1e-6)
+    moved = 0
+    for seed in range(5):
+        new, *_ = skip.interact(state, jax.random.key(seed), x, mask, label, Feed(user, tables, 4))
+        ref, *_ = linear.interact({"params": {"w": w}}, jax.random.key(seed), x, mask, label, Feed(user, tables, 4))
+        np.testing.assert_allclose(np.asarray(new["params"]["linear"]["w"]), np.asarray(ref["params"]["w"]), atol=1e-6)
+        step = np.abs(np.asarray(new["params"]["mlp"]["FeatureMajorDense_1"]["kernel"])).max()
+        assert step < 0.01 * 2  # the output layer moves at the hidden rate: |coefficients x tanh| < 2
+        moved += step > 0
+    assert moved  # and it does move
+
+
 def test_dbgd_moves_along_the_candidate_direction_after_a_win():
     """Current ranker w = 0 (ties: slot order) against w + delta u; only doc 3 is relevant, so the
     team that placed doc 3 gets the one click. After a candidate win w = alpha u, otherwise w stays."""
@@ -216,14 +242,16 @@ def test_plackett_luce_log_prob_stays_exact_for_a_peaked_policy():
     assert abs(swapped - want_swapped) < 1e-4, (swapped, want_swapped)
 
 
-def test_batched_update_adds_the_updates_of_interactions_from_the_same_ranker():
+@pytest.mark.parametrize("rows", [8, 40])
+def test_batched_update_adds_the_updates_of_interactions_from_the_same_ranker(rows):
     """online.batch=B: B interactions are shown by the same ranker and the state moves by the sum of
-    the B updates each would make from it (PDGD: the summed gradient); batch 1 chains them."""
+    the B updates each would make from it (PDGD: the summed gradient); batch 1 chains them. With 8
+    feature rows PDGD scores the whole table once (8 <= 4 lists x 4 candidates), with 40 each list."""
     from ultr.online.feed import Lists
     from ultr.online.loop import _interaction, ideal_dcg, run_block
     user, tables = _deterministic_user()
     method = make("pdgd", {"learning_rate": 0.5})
-    x = jnp.asarray(np.random.default_rng(0).standard_normal((8, 3)), jnp.float32)
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((rows, 3)), jnp.float32)
     lists = Lists(jnp.arange(8).reshape(2, 4), jnp.array([[0, 1, 0, 1], [1, 0, 0, 1]]), jnp.ones((2, 4), bool))
     state = method.init(jax.random.key(0), 3)
     state["params"]["w"] = jnp.array([0.3, -0.2, 0.1])
@@ -247,11 +275,14 @@ def test_pdgd_swap_weights_are_the_plackett_luce_probabilities_of_the_swapped_ra
     from ultr.online.methods.pdgd import swap_weights
     rng = np.random.default_rng(int(scale * 10))
     width, k = 16, 6  # one shape: eager JAX compiles per shape; short lists come from the mask
+    lists, each = [], []
     for trial in range(20):
         s = jnp.asarray(rng.standard_normal(width) * scale, jnp.float32)
         mask = jnp.asarray(rng.random(width) < rng.choice([0.15, 0.7])).at[0].set(True)
         slots, valid = plackett_luce(jax.random.key(trial), s, mask, k)
         rho = np.asarray(swap_weights(s, mask, slots, valid))
+        lists.append((s, mask, slots, valid))
+        each.append(rho)
         order = np.asarray(slots)
         swapped = np.broadcast_to(order, (k, k, k)).copy()  # [i, j] -> the ranking with ranks i and j swapped
         for i in range(k):
@@ -263,6 +294,8 @@ def test_pdgd_swap_weights_are_the_plackett_luce_probabilities_of_the_swapped_ra
                 if i != j and valid[i] and valid[j]:
                     expected = 1.0 / (1.0 + math.exp(min(float(log_ratio[i, j]), 80.0)))
                     assert rho[i, j] == pytest.approx(expected, abs=2e-5), (trial, i, j)
+    batched = swap_weights(*(jnp.stack(a) for a in zip(*lists)))  # the batched form (online.batch > 1): the same per list
+    np.testing.assert_allclose(np.asarray(batched), np.stack(each), atol=1e-6)
 
 
 def test_online_ndcg_of_a_shown_list_by_hand():

@@ -53,11 +53,15 @@ def _interaction(method: OnlineMethod, feed: Feed, features: jax.Array, lists: L
 def _batched(method: OnlineMethod, feed: Feed, features: jax.Array, lists: Lists, ideal: jax.Array, batch: int,
              state: Any, key: jax.Array):
     """`batch` interactions shown by the same ranker, each updating from it; the state moves by the
-    sum of their updates (for PDGD: the gradient summed over the batch, as ULTRA's batched PDGD)."""
+    sum of their updates (for PDGD: the gradient summed over the batch, as ULTRA's batched PDGD).
+    Each interaction draws its query and its action from its own key, as `_interaction` does."""
     if batch == 1:  # the papers' form: every interaction updates the ranker the next one uses
         return _interaction(method, feed, features, lists, ideal, state, key)
-    after, out = jax.vmap(lambda kk: _interaction(method, feed, features, lists, ideal, state, kk))(jax.random.split(key, batch))
-    return jax.tree.map(lambda s, a: s + jnp.sum(a - s, axis=0), state, after), out
+    k_query, k_act = jax.vmap(jax.random.split, out_axes=1)(jax.random.split(key, batch))
+    q = jax.vmap(lambda kk: jax.random.randint(kk, (), 0, lists.doc.shape[0]))(k_query)
+    label = lists.label[q]
+    state, slots, shown, clicks = method.interact_batch(state, k_act, features, lists.doc[q], lists.mask[q], label, feed)
+    return state, (jax.vmap(shown_ndcg)(label, slots, shown, ideal[q]), jnp.sum(clicks, axis=-1))
 
 
 @partial(jax.jit, static_argnames=("method", "user", "k", "n", "batch"))

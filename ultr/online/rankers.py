@@ -1,5 +1,7 @@
 """The rankers the online methods learn: linear (the papers' default; zeros at the start, so the
-first lists are uniform for PDGD and the score order for DBGD/MGD) or an MLP (ultr's Flax ranker)."""
+first lists are uniform for PDGD and the score order for DBGD/MGD), an MLP (ultr's Flax ranker), or
+the MLP plus a linear term (mlp_skip: a skip connection from the features to the score, as in
+wide-and-deep models; the model class contains the linear ranker, which starts at zeros as above)."""
 
 from __future__ import annotations
 
@@ -20,9 +22,20 @@ class LinearRanker(nn.Module):
         return x @ w
 
 
+class SkipMLPRanker(nn.Module):
+    hidden: Sequence[int] = (32,)
+    activation: str = "tanh"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return LinearRanker(name="linear")(x) + MLPRanker(hidden=tuple(self.hidden), activation=self.activation, name="mlp")(x)
+
+
 def make_ranker(kind: str, hidden: Sequence[int] = (32,), activation: str = "tanh") -> nn.Module:
     if kind == "linear":
         return LinearRanker()
     if kind == "mlp":
         return MLPRanker(hidden=tuple(hidden), activation=activation)
-    raise DataError(f"online ranker={kind!r}; use linear or mlp")
+    if kind == "mlp_skip":
+        return SkipMLPRanker(hidden=tuple(hidden), activation=activation)
+    raise DataError(f"online ranker={kind!r}; use linear, mlp or mlp_skip")

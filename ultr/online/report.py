@@ -95,7 +95,7 @@ def paired_differences(pooled: Mapping[str, Any], pairs: list[tuple[str, str]]) 
     return "\n".join(lines)
 
 
-PAPER_ORDER = [("pdgd", "mgd"), ("mgd", "dbgd"), ("pdgd_mlp", "pdgd")]
+PAPER_ORDER = [("pdgd", "mgd"), ("mgd", "dbgd"), ("pdgd_mlp", "pdgd"), ("pdgd_mlp_skip", "pdgd")]
 
 
 def versus_offline(pooled: Mapping[str, Any]) -> list[tuple[str, str]]:

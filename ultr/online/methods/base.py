@@ -5,6 +5,8 @@ it) with pure functions over its state.
   score(state, x [..., F])                                   the current ranker's scores
   interact(state, key, x [W, F], mask [W], label [W], feed)  one interaction: rank, show k, get
         clicks from the feed's user, update -> (state, slots [k], shown [k], clicks [k])
+  interact_batch(state, keys [B], features [N, F], doc [B, W], mask, label, feed)  B interactions
+        shown by the same ranker; the state moves by the sum of their updates (ULTRA's batched form)
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ class OnlineMethod:
     def interact(self, state: Any, key: jax.Array, x: jax.Array, mask: jax.Array, label: jax.Array,
                  feed: Feed) -> tuple[Any, jax.Array, jax.Array, jax.Array]:
         raise NotImplementedError
+
+    def interact_batch(self, state: Any, keys: jax.Array, features: jax.Array, doc: jax.Array, mask: jax.Array,
+                       label: jax.Array, feed: Feed) -> tuple[Any, jax.Array, jax.Array, jax.Array]:
+        after, slots, shown, clicks = jax.vmap(lambda kk, d, m, y: self.interact(state, kk, features[d], m, y, feed))(keys, doc, mask, label)
+        return jax.tree.map(lambda s, a: s + jnp.sum(a - s, axis=0), state, after), slots, shown, clicks
 
 
 def ranker_order(key: jax.Array, scores: jax.Array, mask: jax.Array, k: int, temperature: float) -> tuple[jax.Array, jax.Array]:
