@@ -11,7 +11,8 @@ Seven rankers: those four, the logging policy (the logged order), its reverse, a
 Held-out logs are drawn on the test split's queries under the training log's logging policy and
 click model (the same seed's policy, a separate random stream). Each replicate log draws the test
 queries with replacement (the population the bootstrap over queries assumes) and `--sessions`
-sessions per drawn query. The true value of a ranker is its metric over all test queries with the
+sessions on each logged list of a drawn query (a run with `simulation.logging_policies=P` logs P
+lists per query, one per policy; the truth and the estimates pool them per query). The true value of a ranker is its metric over all test queries with the
 true gains (P(click | examined) of each document's grade, scaled like the propensities) on the same
 logged lists. Propensities: the simulator's true examination, PBM-EM fitted on the training log
 (`ultr.estimation.propensity.pbm_em`), and the run's DLA curve.
@@ -95,21 +96,38 @@ def propensity_sources(run: Path, model, features, qids, displayed) -> dict[str,
     return {"true": truth, "pbm_em": em / em[0], "dla": dla / dla[0]}
 
 
-def replicate(rng, displayed, labels_of, gain, sessions: int):
-    """One held-out log: test queries drawn with replacement, `sessions` sessions each."""
-    q = len(displayed)
-    draws = rng.integers(0, q, size=q)
-    lists = displayed[np.repeat(draws, sessions)]
+def query_units(qids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The logged lists grouped by query, queries in order of first appearance: (rows sorted by
+    query, each query's first position in them, its number of lists). With several logging
+    policies a query has one list per policy, and the truth pools them, so a replicate must too."""
+    _, first, inv = np.unique(qids, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    unit = rank[inv.ravel()]
+    counts = np.bincount(unit, minlength=len(first))
+    return np.argsort(unit, kind="stable"), np.cumsum(counts) - counts, counts
+
+
+def replicate(rng, displayed, units, labels_of, sessions: int):
+    """One held-out log: test queries drawn with replacement, `sessions` sessions on each of a
+    drawn query's logged lists (one list per logging policy)."""
+    order, start, count = units
+    draws = rng.integers(0, len(count), size=len(count))
+    n = count[draws]
+    within = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+    rows = order[np.repeat(start[draws], n) + within]
+    lists = displayed[np.repeat(rows, sessions)]
     mask = lists >= 0
     labels = np.where(mask, labels_of[np.maximum(lists, 0)], 0)
-    return np.repeat(np.arange(q), sessions).astype(str).astype(object), lists, mask, labels
+    key = np.repeat(np.arange(len(draws)), n * sessions)
+    return key.astype(str).astype(object), lists, mask, labels
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", required=True, type=Path)
     ap.add_argument("--replicates", type=int, default=50)
-    ap.add_argument("--sessions", type=int, default=50, help="held-out sessions per drawn query")
+    ap.add_argument("--sessions", type=int, default=50, help="held-out sessions per logged list of a drawn query")
     ap.add_argument("--bootstrap", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -122,6 +140,7 @@ def main() -> None:
     names, scores_all = ranker_scores(args.run, features, displayed, rng)
     labels_of = np.clip(features.labels, 0, None)
     gain = true_gain_per_grade(model, int(labels_of.max()))
+    units = query_units(qids)
     props = propensity_sources(args.run, model, features, qids, displayed)
     k = displayed.shape[1]
     pos = np.broadcast_to(np.arange(1, k + 1, dtype=np.int16), displayed.shape)
@@ -139,7 +158,7 @@ def main() -> None:
     means = {(s, e, m): np.zeros(len(names)) for s in props for e in ESTIMATORS for m in METRICS}
     click_rng = np.random.default_rng(args.seed + 1)
     for r in range(args.replicates):
-        qkey, lists, mask, labels = replicate(click_rng, displayed, labels_of, gain, args.sessions)
+        qkey, lists, mask, labels = replicate(click_rng, displayed, units, labels_of, args.sessions)
         clicks = model.sample(labels, mask, click_rng)
         p = np.broadcast_to(np.arange(1, k + 1, dtype=np.int16), lists.shape)
         for src, alpha in props.items():
@@ -162,7 +181,7 @@ def main() -> None:
                "truth": [round(float(x), 4) for x in truth[src][m]], "mean_estimate": [round(float(x), 4) for x in means[(src, e, m)]]}
         rows.append(row)
     record("counterfactual_vs_truth", {"run": str(args.run), "rankers": names, "replicates": args.replicates,
-                                       "sessions_per_query": args.sessions, "test_queries": len(qids),
+                                       "sessions_per_query": args.sessions, "test_queries": len(units[2]), "logged_lists": len(qids),
                                        "propensities": {k: [round(float(x), 4) for x in v] for k, v in props.items()},
                                        "rows": rows})
     print_table(names, rows, truth)

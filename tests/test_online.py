@@ -310,3 +310,20 @@ def test_online_ndcg_of_a_shown_list_by_hand():
     got = shown_ndcg(lists.label[0], jnp.array([0, 1]), jnp.array([True, True]), ideal[0])
     assert float(got) == pytest.approx((3 / math.log2(3)) / (3 + 1 / math.log2(3)), rel=1e-6)
     assert math.isnan(float(shown_ndcg(lists.label[1], jnp.array([0, 1]), jnp.array([True, True]), ideal[1])))
+
+
+def test_pdgd_weights_stay_finite_when_the_lower_ranks_underflow():
+    """Scores 100 apart: every document below the top has mass e^-100, which float32 cannot hold, so
+    the swap factors of the lower ranks are 0 / 0 unless the masses are floored at a normal number
+    (a subnormal floor is flushed to zero on CPU). The weights stay in [0, 1], the top pair's rho is
+    ~0 (swapping the top document is all but impossible), and the update is finite."""
+    from ultr.online.methods.pdgd import rank_coefficients, swap_weights
+    s, mask = jnp.array([100.0, 0.0, -1.0, -3.0]), jnp.ones(4, bool)
+    slots, valid = jnp.arange(4), jnp.ones(4, bool)
+    clicks = jnp.array([0.0, 0.0, 0.0, 1.0])
+    for rho in (swap_weights(s, mask, slots, valid), swap_weights(s[None], mask[None], slots[None], valid[None])[0]):
+        rho = np.asarray(rho)
+        assert np.isfinite(rho).all() and (rho >= 0).all() and (rho <= 1).all(), rho
+        assert rho[0, 1] < 1e-30 and rho[1, 0] < 1e-30
+    coef = np.asarray(rank_coefficients(s, mask, slots, valid, clicks))
+    assert np.isfinite(coef).all() and coef[3] > 0, coef

@@ -1,6 +1,8 @@
 """Validation without labels: sessions held out of the training log by query, scored by a
 counterfactual estimate; early stopping and the selection read it (`validation.source=clicks`)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -73,9 +75,10 @@ def test_auto_validates_on_clicks_where_the_vali_split_has_no_labels():
 
 
 @pytest.mark.skipif(not EMBEDDED_MQ2008.exists(), reason="embedded MQ2008 Fold1 missing from data/")
-def test_experiment_stops_and_selects_on_held_out_clicks(tmp_path):
+def test_experiment_stops_and_selects_on_held_out_clicks_then_refits_on_all_sessions(tmp_path):
     cfg = default_config(["trainer=debug", "model.hidden=[16]", "simulation.sessions=20000", "validation.source=clicks",
-                          "algorithm.methods=[dla,naive]", "trainer.progress=false", "trainer.tensorboard=false"])
+                          "validation.refit=true", "algorithm.methods=[dla,naive]", "trainer.progress=false",
+                          "trainer.tensorboard=false"])
     out = run_experiment(cfg, tmp_path)
     key = "clicks_ips_dcg@10"
     for m in ("dla", "naive"):
@@ -90,3 +93,12 @@ def test_experiment_stops_and_selects_on_held_out_clicks(tmp_path):
     evals = [(h["step"], h[f"vali_{key}"]) for h in hist if f"vali_{key}" in h]
     assert len({v for _, v in evals}) > 1
     assert out["methods"]["dla"]["best_step"] == max(evals, key=lambda e: e[1])[0]
+    # The refit trains the kept number of steps on every training session; the test numbers and the
+    # checkpoint are the refit's, while the selection read the first pass on held-out sessions.
+    from ultr.api import load
+
+    dla = out["methods"]["dla"]
+    assert dla["refit"]["steps"] == dla["best_step"] > 0
+    assert dla["refit"]["sessions"] == json.loads((tmp_path / "stats.json").read_text())["sessions"]
+    again = load(tmp_path, "dla").evaluate(Path(out["data_dir"]) / "features.parquet")["ndcg@10"]
+    assert again == pytest.approx(dla["test"]["ndcg@10"], abs=1e-6)

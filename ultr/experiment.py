@@ -63,6 +63,9 @@ class ExperimentData:
     test: QueryLists | None  # None where the features table has no labelled test split (a real log)
     train_lists: QueryLists | None  # only where a method trains on candidate lists
     heldout: HeldOutClicks | None  # test-query sessions for the click likelihood (`evaluation.click_sessions`)
+    # Every training session, where click validation held some out and `validation.refit` trains
+    # the kept number of steps again on all of them; else None.
+    refit_sessions: Sessions | None = None
 
 
 # Settings a resumed run may change (the console), not what it trains.
@@ -175,13 +178,14 @@ def load_data(cfg: Mapping[str, Any], run_dir: Path, stages: Stages, names: list
     true_curve = sidecar.get("relative")
     if true_curve is not None and len(true_curve) != int(cfg["etl"]["list_size"]):
         true_curve = None  # a sidecar for another list size says nothing about this run
-    sessions = read_sessions(data_dir)
-    vali, validation, sessions = choose_validation(cfg, features, sessions, sidecar)
+    everything = read_sessions(data_dir)
+    vali, validation, sessions = choose_validation(cfg, features, everything, sidecar)
+    refit = sessions is not everything and bool((cfg.get("validation") or {}).get("refit", False))
     return ExperimentData(
         features, jnp.asarray(features.features), sessions, sidecar, true_curve, stats, data_dir, cached,
         vali, validation, test_lists(features),
         query_lists(features, "train") if needs_train_lists(names, cfg) else None,
-        heldout_for(cfg, features, names, stages))
+        heldout_for(cfg, features, names, stages), everything if refit else None)
 
 
 def test_lists(features: FeatureTable) -> QueryLists | None:
@@ -321,6 +325,23 @@ def train_run(spec: RunSpec, cfg: Mapping[str, Any], data: ExperimentData, run_d
     return trained
 
 
+def refit_run(spec: RunSpec, cfg: Mapping[str, Any], data: ExperimentData, trained: TrainedMethod, run_dir: Path,
+              stages: Stages) -> TrainedMethod | None:
+    """The number of steps click validation kept, trained again from the start on every training
+    session (the held-out share included), as a label-validated run trains on all of them. No
+    validation runs here: the held-out sessions are now training data."""
+    kept = int(trained.fit.best_step or 0)
+    if data.refit_sessions is None or kept < 1:
+        return None
+    run_cfg = with_overrides(cfg, [*spec.overrides, f"trainer.steps={kept}"])
+    known = methods.get(spec.method).known(methods.KnownSources(run_cfg, data.features, data.refit_sessions,
+                                                                data.true_curve, data.sidecar))
+    with stages(f"refit:{spec.label}"):
+        return train_method(spec.method, run_cfg, data.features, data.features_dev, data.refit_sessions, data.train_lists,
+                            None, known=known, tag=f"{spec.label} refit",
+                            checkpoint_dir=run_dir / "checkpoints" / f"{spec.label}-refit")
+
+
 def run_method(spec: RunSpec, cfg: Mapping[str, Any], data: ExperimentData, run_dir: Path, writer: Any,
                stages: Stages) -> RunResult:
     """Train one run, evaluate it on the test split (and per query on vali, for the selection),
@@ -328,15 +349,22 @@ def run_method(spec: RunSpec, cfg: Mapping[str, Any], data: ExperimentData, run_
     trained = train_run(spec, cfg, data, run_dir, writer, stages)
     f, label = trained.fit, spec.label
     progress = bool(cfg["trainer"].get("progress", True))
+    # Read before a refit: the selection compares the runs on sessions none of them trained on.
+    vali_values, vali_valid = data.validation.per_query(trained.steps, f.best_state.ranker, data.features_dev)
+    kept = refit_run(spec, cfg, data, trained, run_dir, stages) or trained
     with stages(f"evaluate:{label}", documents=int(data.test.mask.sum()) if data.test is not None else 0):
-        test_means, test_per, valid = evaluate_split(trained, data.test, data, f"test {label}" if progress else None)
-        vali_values, vali_valid = data.validation.per_query(trained.steps, f.best_state.ranker, data.features_dev)
+        test_means, test_per, valid = evaluate_split(kept, data.test, data, f"test {label}" if progress else None)
     entry = method_entry(spec, trained, test_means, valid, data)
-    if data.heldout is not None and trained.steps.click_probability is not None:
+    if kept is not trained:
+        entry["refit"] = {"steps": kept.fit.steps_run, "sessions": len(data.refit_sessions),
+                          "train_seconds": round(kept.fit.seconds, 2)}
+        if (curve := curve_entry(kept, data.true_curve)) is not None:
+            entry["propensity"] = curve
+    if data.heldout is not None and kept.steps.click_probability is not None:
         with stages(f"click_likelihood:{label}"):
-            entry["click_likelihood"] = method_scores(trained.steps, f.best_state, data.heldout, data.features_dev)
+            entry["click_likelihood"] = method_scores(kept.steps, kept.fit.best_state, data.heldout, data.features_dev)
     if cfg["trainer"].get("checkpoint", True):
-        entry["checkpoint"] = str(save_state(f.best_state, run_dir / "checkpoints" / label))
+        entry["checkpoint"] = str(save_state(kept.fit.best_state, run_dir / "checkpoints" / label))
     table = pa.concat_tables([per_query_table(label, "test", data.test.query_id if data.test is not None else [], valid, test_per),
                               per_query_table(label, "vali", data.validation.query_ids, vali_valid, {}, vali_values)])
     write_parquet(table, run_dir / "methods" / f"{label}.per_query.parquet")

@@ -11,6 +11,10 @@ import jax.numpy as jnp
 
 # Scores of padding slots: below every real score, finite so that arithmetic on them stays finite.
 EXCLUDED = -1e30
+# The floor of a probability mass before a division or a log: float32's smallest normal number. XLA
+# on CPU flushes subnormals such as 1e-38 to zero, and 0 / 0 then turns PDGD's weights into NaN once
+# a ranker's scores spread over ~90.
+TINY = float(jnp.finfo(jnp.float32).tiny)
 
 
 def top_k(scores: jax.Array, mask: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
@@ -41,4 +45,4 @@ def log_prob(scores: jax.Array, mask: jax.Array, ranking: jax.Array, valid: jax.
     unshown = jnp.sum(jnp.where(shown, 0.0, e))
     placed = jnp.where(valid, e[ranking], 0.0)
     left = unshown + jnp.flip(jnp.cumsum(jnp.flip(placed, -1), -1), -1)  # the shown ones from rank r on
-    return jnp.sum(jnp.where(valid, s[ranking] - m - jnp.log(jnp.maximum(left, 1e-38)), 0.0), axis=-1)
+    return jnp.sum(jnp.where(valid, s[ranking] - m - jnp.log(jnp.maximum(left, TINY)), 0.0), axis=-1)

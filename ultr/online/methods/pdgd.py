@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from ultr.online.display import EXCLUDED, plackett_luce
+from ultr.online.display import EXCLUDED, TINY, plackett_luce
 from ultr.online.methods.base import Feed, OnlineMethod
 
 
@@ -43,7 +43,7 @@ def _swap_weights_one(scores: jax.Array, mask: jax.Array, slots: jax.Array, vali
     below = (t[None, :] > t[:, None]).astype(e.dtype)  # [j, t]: t > j
     a = (unshown + between @ e + (below @ e)[None, :]).T  # [j, r]
     i, j, r = t[:, None, None], t[None, :, None], t[None, None, :]
-    factor = jnp.maximum(a[None] + e[:, None, None], 1e-38) / jnp.maximum(a[None] + e[None, :, None], 1e-38)
+    factor = jnp.maximum(a[None] + e[:, None, None], TINY) / jnp.maximum(a[None] + e[None, :, None], TINY)
     ratio = jnp.prod(jnp.where((i < r) & (r <= j), factor, 1.0), -1)  # P(R) / P(R*) for i < j
     ratio = jnp.where(t[:, None] < t[None, :], ratio, ratio.T)  # the swap of (j, i) is the swap of (i, j)
     return 1.0 / (1.0 + ratio)
@@ -57,8 +57,11 @@ def swap_weights(scores: jax.Array, mask: jax.Array, slots: jax.Array, valid: ja
         P(R) / P(R*) = prod_{r=i+1..j} (A_rj + e_i) / (A_rj + e_j),
     A_rj the mass left at rank r without document j (the unshown candidates, shown ranks r..j-1 and
     those below j), summed without subtraction so that a peaked policy stays exact. The ratio as a
-    product of k^3 factors, not a sum of logs, is ~4x faster on CPU; factors are kept in
-    [1e-38, inf) so an over- or underflowing product means rho 0 or 1, as it should. The lists run
+    product of k^3 factors, not a sum of logs, is ~4x faster on CPU; masses are floored at TINY, so
+    every factor is positive and, for one pair, on one side of 1 (the side of e_i against e_j): an
+    over- or underflowing product means rho 0 or 1, as it should, never 0 * inf. Where both masses
+    of a factor underflow (documents ~87 below the list's top score) it reads 1, so rho leans to
+    1/2 there. The lists run
     on the last axis of the k^3 tensor, where CPU vector units can use them (3x faster batched than
     a vmap, whose leading batch axis leaves loops of length k innermost)."""
     lead, k = slots.shape[:-1], slots.shape[-1]
@@ -79,7 +82,7 @@ def swap_weights(scores: jax.Array, mask: jax.Array, slots: jax.Array, valid: ja
     # A_rj + e_j is the mass left at rank r <= j, the same for every j: one reciprocal per rank
     left = unshown + jnp.einsum("rt,tl->rl", (t[None, :] >= t[:, None]).astype(e.dtype), e)  # [r, L]
     i, j, r = t[:, None, None, None], t[None, :, None, None], t[None, None, :, None]
-    factor = jnp.maximum(a[None] + e[:, None, None], 1e-38) * (1.0 / jnp.maximum(left, 1e-38))
+    factor = jnp.maximum(a[None] + e[:, None, None], TINY) * (1.0 / jnp.maximum(left, TINY))
     ratio = jnp.prod(jnp.where((i < r) & (r <= j), factor, 1.0), axis=2)  # [i, j, L]: P(R) / P(R*) for i < j
     ratio = jnp.where((t[:, None] < t[None, :])[..., None], ratio, jnp.swapaxes(ratio, 0, 1))  # the swap of (j, i) is that of (i, j)
     return jnp.moveaxis(1.0 / (1.0 + ratio), -1, 0).reshape(*lead, k, k)
