@@ -8,7 +8,7 @@ Per method (PDGD linear and MLP, DBGD, MGD) under the informational user, lists 
       and 1,000 candidates each: how the rate scales with the candidates per query
 Rates are steady state (the block is compiled first, then timed), all seeds together.
 
-    python benchmarks/bench_online.py --peer [--peer-batches 10]
+    python benchmarks/bench_online.py --peer [--peer-batches 10] [--rounds 3] [--data mq2008,c10]
 
 adds ULTRA_pytorch's online PDGD and DBGD (linear ranker, its default batch of 256 queries per
 update) on the same lists under the same user (ULTRA's PBM: its exam_prob and click_prob, which are
@@ -17,7 +17,9 @@ torch 2.13.0 CPU, numpy, scipy, six, tensorboard), its code exported from the fe
 (--ultra-repo, a git directory; `fetch github:ULTR-Community/ULTRA_pytorch`), driven by
 ultra_online_runner.py. ultr runs one seed here (as the peer does), in the papers' form (an update
 per interaction: `ratio`) and in the peer's own form (an update per 256 interactions, online.batch:
-`ratio_batch256`); each ratio is ultr's rate over the peer's, both measured in this run.
+`ratio_batch256`); each ratio is ultr's rate over the peer's, both measured in this run. With
+--rounds R the peer and ultr are measured R times in turn, and the median ratio is recorded with
+the lowest and highest.
 """
 
 from __future__ import annotations
@@ -54,15 +56,19 @@ def synthetic(queries: int, candidates: int, features: int = 136, seed: int = 0)
 
 
 def rate(name: str, settings: dict, X: jax.Array, train: Lists, y_max: int, seeds: int, n: int,
-         user_name: str = "informational", batch: int = 1) -> float:
+         user_name: str = "informational", batch: int = 1, min_seconds: float = 1.0) -> float:
     method = make(name, settings)
     user, tables = make_user(user_name, y_max, 10, {})
     states = jax.vmap(lambda kk: method.init(kk, X.shape[1]))(jax.random.split(jax.random.key(0), seeds))
     keys = jax.random.split(jax.random.key(1), seeds)
     states = jax.block_until_ready(run_block(method, user, 10, n, tables, X, train, states, keys, batch))[0]  # compile
-    t0 = time.perf_counter()
-    jax.block_until_ready(run_block(method, user, 10, n, tables, X, train, states, keys, batch))
-    return n * seeds / (time.perf_counter() - t0)
+    # blocks are repeated until min_seconds have passed: one block of 20k interactions can take
+    # 0.1 s, too short a window on a shared machine
+    t0, blocks = time.perf_counter(), 0
+    while not blocks or time.perf_counter() - t0 < min_seconds:
+        jax.block_until_ready(run_block(method, user, 10, n, tables, X, train, states, keys, batch))
+        blocks += 1
+    return blocks * n * seeds / (time.perf_counter() - t0)
 
 
 ULTRA_VENV = WORK / "ultra-venv"
@@ -102,20 +108,31 @@ def peer_rate(py: Path, method: str, X: jax.Array, train: Lists, y_max: int, whe
 
 
 def side_by_side(data: dict, args: argparse.Namespace) -> None:
+    """Per method and data, `rounds` rounds of the peer then ultr, one after the other (so that a
+    slow spell of the shared machine falls on both sides of a round's ratio); a line per round and
+    a summary with the median, lowest and highest of the rounds' ratios."""
     py = ultra_python(args.ultra_repo)
     for label, (name, settings) in PEER_RUNS.items():
         for where, (X, train, y_max) in data.items():
-            peer = peer_rate(py, name, X, train, y_max, where, args.peer_batches)
-            n = args.interactions - args.interactions % PEER_BATCH
-            ours = {b: rate(name, settings, X, train, y_max, 1, n, user_name="pbm", batch=b) for b in (1, PEER_BATCH)}
-            record("online_vs_ultra_pytorch", {
-                "run": label, "data": where, "candidates": int(train.doc.shape[1]),
-                "ultra_pytorch_interactions_per_s": round(peer["interactions_per_s"], 1),
-                "ultr_interactions_per_s": round(ours[1]), "ratio": round(ours[1] / peer["interactions_per_s"], 1),
-                f"ultr_batch{PEER_BATCH}_interactions_per_s": round(ours[PEER_BATCH]),
-                f"ratio_batch{PEER_BATCH}": round(ours[PEER_BATCH] / peer["interactions_per_s"], 1),
-                "peer": f"{peer['ranker']} ranker, batch {peer['batch_size']}, {peer['interactions']} interactions timed, "
-                        f"torch {peer['torch']}, {peer['threads']} threads"})
+            ratios = {1: [], PEER_BATCH: []}
+            for r in range(args.rounds):
+                peer = peer_rate(py, name, X, train, y_max, where, args.peer_batches)
+                n = args.interactions - args.interactions % PEER_BATCH
+                ours = {b: rate(name, settings, X, train, y_max, 1, n, user_name="pbm", batch=b) for b in (1, PEER_BATCH)}
+                for b in ratios:
+                    ratios[b].append(ours[b] / peer["interactions_per_s"])
+                record("online_vs_ultra_pytorch", {
+                    "run": label, "data": where, "candidates": int(train.doc.shape[1]), "round": r + 1,
+                    "ultra_pytorch_interactions_per_s": round(peer["interactions_per_s"], 1),
+                    "ultr_interactions_per_s": round(ours[1]), "ratio": round(ratios[1][-1], 1),
+                    f"ultr_batch{PEER_BATCH}_interactions_per_s": round(ours[PEER_BATCH]),
+                    f"ratio_batch{PEER_BATCH}": round(ratios[PEER_BATCH][-1], 1),
+                    "peer": f"{peer['ranker']} ranker, batch {peer['batch_size']}, {peer['interactions']} interactions timed, "
+                            f"torch {peer['torch']}, {peer['threads']} threads"})
+            record("online_vs_ultra_pytorch_rounds", {
+                "run": label, "data": where, "rounds": args.rounds,
+                **{f"ratio{'' if b == 1 else f'_batch{b}'}_{stat}": round(float(fn(v)), 1)
+                   for b, v in ratios.items() for stat, fn in (("median", np.median), ("min", np.min), ("max", np.max))}})
 
 
 def main() -> None:
@@ -127,12 +144,15 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1, help="interactions per update (online.batch); 1 = the papers' form")
     ap.add_argument("--peer", action="store_true", help="ULTRA_pytorch's PDGD and DBGD side by side, instead of ultr's runs alone")
     ap.add_argument("--peer-batches", type=int, default=10, help="timed batches of 256 queries for the peer")
+    ap.add_argument("--rounds", type=int, default=1, help="--peer: rounds of peer then ultr per method and data")
+    ap.add_argument("--data", default="mq2008,c10,c100,c1000", help="which lists: mq2008, c10, c100, c1000")
     ap.add_argument("--ultra-repo", default="/work/.mirror/ULTR-Community+ULTRA_pytorch/repo")
     args = ap.parse_args()
     features = ingest({"root": args.mq2008, "fold": 1, "num_features": 46}, WORK / "online_mq2008", progress=False)
     data = {"mq2008": (jnp.asarray(features.features), lists(features, "train"), 2)}
     for c in (10, 100, 1000):
         data[f"c{c}"] = (*synthetic(max(50, 20_000 // c), c), 4)
+    data = {where: data[where] for where in args.data.split(",")}
     if args.peer:
         side_by_side(data, args)
         return

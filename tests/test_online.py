@@ -34,6 +34,20 @@ def test_plackett_luce_display_matches_closed_form():
             np.testing.assert_allclose(float(lp), math.log(want), rtol=1e-5)
 
 
+def test_full_ranking_by_counting_orders_as_the_partial_sort():
+    """Lists of k or fewer candidates are ordered by counting ranks, not by jax.lax.top_k: the same
+    slots, ties to the lower slot, padding last (random lists with tied scores and padding)."""
+    rng = np.random.default_rng(0)
+    for w, k in [(10, 10), (4, 4), (6, 8), (10, 3)]:
+        s = jnp.asarray(rng.integers(0, 4, (200, w)).astype(np.float32))  # many ties
+        mask = jnp.asarray(rng.random((200, w)) < 0.8)
+        kk = min(k, w)
+        got, valid = jax.vmap(lambda a, m: top_k(a, m, kk))(s, mask)
+        want = jax.lax.top_k(jnp.where(mask, s, -1e30), kk)[1]
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+        np.testing.assert_array_equal(np.asarray(valid), np.take_along_axis(np.asarray(mask), np.asarray(want), 1))
+
+
 def test_display_never_shows_padding():
     mask = jnp.array([True, False, True, False])
     slots, valid = top_k(jnp.array([0.0, 9.0, 1.0, 8.0]), mask, 3)
@@ -92,13 +106,13 @@ def test_pdgd_mlp_skip_is_the_linear_ranker_plus_an_mlp_with_its_own_rate():
     ranker, so its step on w is the linear ranker's at linear_learning_rate (the hidden layers' at
     learning_rate: their gradient is 0 through a zero output layer, the output layer's is not)."""
     user, tables = _deterministic_user()
-    skip = make("pdgd", {"ranker": "mlp_skip", "learning_rate": 0.01, "linear_learning_rate": 0.5})
+    skip = make("pdgd", {"ranker": "mlp_skip", "zero_output": True, "learning_rate": 0.01, "linear_learning_rate": 0.5})
     linear = make("pdgd", {"learning_rate": 0.5})
     x = jnp.asarray(np.random.default_rng(1).standard_normal((4, 4)), jnp.float32)
     label, mask = jnp.array([0, 1, 0, 1]), jnp.ones(4, bool)
-    state = skip.init(jax.random.key(0), 4)
-    out = state["params"]["mlp"]["FeatureMajorDense_1"]
-    state["params"]["mlp"]["FeatureMajorDense_1"] = jax.tree.map(jnp.zeros_like, out)
+    state = skip.init(jax.random.key(0), 4)  # zero_output: the MLP's output layer starts at zero
+    assert np.asarray(skip.score(state, x)).tolist() == [0.0] * 4
+    assert np.abs(np.asarray(state["params"]["mlp"]["FeatureMajorDense_0"]["kernel"])).sum() > 0
     w = jnp.array([0.3, -0.2, 0.1, 0.0])
     state["params"]["linear"]["w"] = w
     np.testing.assert_allclose(np.asarray(skip.score(state, x)), np.asarray(x @ w), atol=1e-6)

@@ -48,9 +48,10 @@ def dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
     """Inverted dropout whose mask is a counter-based hash of the element index under two seeds
     drawn from `key` (jax.random, threefry).
 
-    Why not `jax.random.bernoulli`: XLA:CPU runs threefry as a rolled loop of memory-bound passes,
-    which over the reference MLP's activations took as long as the whole train step; the hash is
-    one fused elementwise pass (benchmarks/RESULTS.md). Each element's 32 bits
+    Why not `jax.random.bernoulli`: under JAX's default CPU lowering threefry ran as a rolled loop of
+    memory-bound passes, which over the reference MLP's activations took as long as the whole train
+    step (ultr.random_cpu now registers the unrolled lowering, still 20 rounds per 64 bits); the
+    hash is one fused elementwise pass (benchmarks/RESULTS.md). Each element's 32 bits
     are mix(mix(index ^ seed0) + seed1): distinct indices never collide (mix is a bijection), and
     the keep probability is exact to 2^-32. Deterministic in `key`, like any JAX random draw.
     """

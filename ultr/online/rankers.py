@@ -31,6 +31,19 @@ class SkipMLPRanker(nn.Module):
         return LinearRanker(name="linear")(x) + MLPRanker(hidden=tuple(self.hidden), activation=self.activation, name="mlp")(x)
 
 
+def zero_output_layer(params: dict) -> dict:
+    """The same parameters with the MLP's last layer at zero (a linear ranker's are zeros already):
+    the ranker's first scores are all 0, so PDGD's first lists are uniform, as the linear ranker's;
+    with mlp_skip the model starts as that linear ranker and the hidden path grows from zero."""
+    tree = params["params"]
+    mlp = tree.get("mlp", tree)
+    layers = sorted((k for k in mlp if k.startswith("FeatureMajorDense_")), key=lambda k: int(k.rsplit("_", 1)[1]))
+    if not layers:
+        return params
+    mlp = {**mlp, layers[-1]: jax.tree.map(jnp.zeros_like, mlp[layers[-1]])}
+    return {**params, "params": {**tree, "mlp": mlp} if "mlp" in tree else mlp}
+
+
 def make_ranker(kind: str, hidden: Sequence[int] = (32,), activation: str = "tanh") -> nn.Module:
     if kind == "linear":
         return LinearRanker()

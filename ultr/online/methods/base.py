@@ -20,7 +20,7 @@ from jax.flatten_util import ravel_pytree
 
 from ultr.online.display import plackett_luce, top_k
 from ultr.online.feed import User
-from ultr.online.rankers import make_ranker
+from ultr.online.rankers import make_ranker, zero_output_layer
 
 
 class Feed(NamedTuple):
@@ -40,13 +40,16 @@ class OnlineMethod:
     vmap_seeds: ClassVar[bool] = False
     ranker: str = "linear"
     hidden: tuple[int, ...] = (32,)
+    # start the MLP's output layer at zero (rankers.zero_output_layer): uniform first lists
+    zero_output: bool = False
 
     @property
     def model(self):
         return make_ranker(self.ranker, self.hidden)
 
     def init(self, key: jax.Array, num_features: int) -> Any:
-        return self.model.init(key, jnp.zeros((2, num_features), jnp.float32))
+        state = self.model.init(key, jnp.zeros((2, num_features), jnp.float32))
+        return zero_output_layer(state) if self.zero_output else state
 
     def params(self, state: Any) -> Any:
         return state

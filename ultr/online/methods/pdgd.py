@@ -67,8 +67,17 @@ def swap_weights(scores: jax.Array, mask: jax.Array, slots: jax.Array, valid: ja
     lead, k = slots.shape[:-1], slots.shape[-1]
     if not lead:
         return _swap_weights_one(scores, mask, slots, valid)
-    scores, mask = scores.reshape(-1, scores.shape[-1]), mask.reshape(-1, mask.shape[-1])
-    slots, valid = slots.reshape(-1, k), valid.reshape(-1, k)
+    rho = _swap_weights_lists_last(*_flat(scores, mask, slots, valid))
+    return jnp.moveaxis(rho, -1, 0).reshape(*lead, k, k)
+
+
+def _flat(*arrays: jax.Array) -> list[jax.Array]:
+    return [x.reshape(-1, x.shape[-1]) for x in arrays]
+
+
+def _swap_weights_lists_last(scores: jax.Array, mask: jax.Array, slots: jax.Array, valid: jax.Array) -> jax.Array:
+    """swap_weights of lists [L, W], shown ranks [L, k], as [k, k, L]."""
+    k = slots.shape[-1]
     s = jnp.where(mask, scores, EXCLUDED)
     e_all = jnp.where(mask, jnp.exp(s - jnp.max(s, axis=-1, keepdims=True)), 0.0)
     # a compare, not a scatter: scatters are slow on CPU
@@ -85,23 +94,45 @@ def swap_weights(scores: jax.Array, mask: jax.Array, slots: jax.Array, valid: ja
     factor = jnp.maximum(a[None] + e[:, None, None], TINY) * (1.0 / jnp.maximum(left, TINY))
     ratio = jnp.prod(jnp.where((i < r) & (r <= j), factor, 1.0), axis=2)  # [i, j, L]: P(R) / P(R*) for i < j
     ratio = jnp.where((t[:, None] < t[None, :])[..., None], ratio, jnp.swapaxes(ratio, 0, 1))  # the swap of (j, i) is that of (i, j)
-    return jnp.moveaxis(1.0 / (1.0 + ratio), -1, 0).reshape(*lead, k, k)
+    return 1.0 / (1.0 + ratio)
+
+
+def _pair_terms(rho: jax.Array, f: jax.Array, clicked: jax.Array, seen: jax.Array) -> jax.Array:
+    """rho c where rank i (clicked) is preferred over rank j (seen, not clicked), 0 elsewhere: i on
+    the first axis, j on the second, the lists (if any) on the last; f, clicked, seen [k(, L)]."""
+    prefer = clicked[:, None] & (seen & ~clicked)[None, :]
+    p = jax.nn.sigmoid(f[:, None] - f[None, :])
+    return jnp.where(prefer, rho * p * (1.0 - p), 0.0)
+
+
+def _pair_weights_lists_last(scores: jax.Array, mask: jax.Array, slots: jax.Array, valid: jax.Array, clicks: jax.Array) -> jax.Array:
+    """pair_weights of lists [L, W] as [k, k, L]: every array keeps the lists on its last axis."""
+    rho = _swap_weights_lists_last(scores, mask, slots, valid)
+    clicked = ((clicks > 0) & valid).T
+    f = jnp.take_along_axis(scores, slots, axis=-1).T
+    return _pair_terms(rho, f, clicked, observed(clicks, valid).T)
 
 
 def pair_weights(scores: jax.Array, mask: jax.Array, slots: jax.Array, valid: jax.Array, clicks: jax.Array) -> jax.Array:
     """[..., k, k]: rho c for each inferred preference (rank i clicked over rank j observed and not
     clicked), 0 elsewhere; c = e^f_i e^f_j / (e^f_i + e^f_j)^2 is d P(d_i > d_j) / d (f_i - f_j)."""
+    lead, k = slots.shape[:-1], slots.shape[-1]
+    if lead:
+        w = _pair_weights_lists_last(*_flat(scores, mask, slots, valid, clicks))
+        return jnp.moveaxis(w, -1, 0).reshape(*lead, k, k)
     clicked = (clicks > 0) & valid
-    prefer = clicked[..., :, None] & (observed(clicks, valid) & ~clicked)[..., None, :]
-    rho = swap_weights(scores, mask, slots, valid)
-    f = jnp.take_along_axis(scores, slots, axis=-1)
-    p = jax.nn.sigmoid(f[..., :, None] - f[..., None, :])
-    return jnp.where(prefer, rho * p * (1.0 - p), 0.0)
+    rho = _swap_weights_one(scores, mask, slots, valid)
+    return _pair_terms(rho, scores[slots], clicked, observed(clicks, valid))
 
 
 def rank_coefficients(scores: jax.Array, mask: jax.Array, slots: jax.Array, valid: jax.Array, clicks: jax.Array) -> jax.Array:
     """The gradient as coefficients on grad f of each shown rank's document [..., k]: + for the
-    preferred document of a pair, - for the other."""
+    preferred document of a pair, - for the other. Batched, the lists stay on the last axis until
+    the sums (a transpose of the k x k weights per list cost more than the weights on CPU)."""
+    lead, k = slots.shape[:-1], slots.shape[-1]
+    if lead:
+        w = _pair_weights_lists_last(*_flat(scores, mask, slots, valid, clicks))
+        return (w.sum(axis=1) - w.sum(axis=0)).T.reshape(*lead, k)
     w = pair_weights(scores, mask, slots, valid, clicks)
     return w.sum(axis=-1) - w.sum(axis=-2)
 
@@ -134,30 +165,31 @@ class PDGD(OnlineMethod):
             return p + (self.linear_learning_rate if linear else self.learning_rate) * g
         return jax.tree_util.tree_map_with_path(step, state, grad)
 
+    def gradient(self, state, x_shown, coef):
+        """sum_d coef_d grad f(x_d) over the shown documents [..., k, F]: one vector-Jacobian
+        product of the ranker on those alone, since every candidate not shown has coefficient 0
+        (on MQ2008's 15k-row table, a tenth of the rows; the same gradient up to summation order)."""
+        _, pull = jax.vjp(lambda p: self.model.apply(p, x_shown) / self.temperature, state)
+        return pull(coef)[0]
+
     def interact(self, state, key, x, mask, label, feed: Feed):
-        f, pull = jax.vjp(lambda p: self.model.apply(p, x) / self.temperature, state)
+        f = self.model.apply(state, x) / self.temperature
         slots, valid, clicks = self.show(key, f, mask, label, feed)
-        (grad,) = pull(score_coefficients(f, mask, slots, valid, clicks))
+        grad = self.gradient(state, x[slots], rank_coefficients(f, mask, slots, valid, clicks))
         return self.ascend(state, grad), slots, valid, clicks
 
     def interact_batch(self, state, keys, features, doc, mask, label, feed: Feed):
         """B interactions from one ranker, the gradient summed: the pair weights of all B lists in
         one batched computation. Where the features table has fewer rows than the B lists'
-        candidates (MQ2008: 15k against 256 x 121), every row is scored once and the summed
-        coefficients go back through one vector-Jacobian product of the whole table, instead of a
-        ranker pass per list; the same update up to float summation order."""
-        table = features.shape[0] <= doc.size
-        x = features if table else features[doc]
-        f, pull = jax.vjp(lambda p: self.model.apply(p, x) / self.temperature, state)
-        scores = f[doc] if table else f
+        candidates (MQ2008: 15k against 256 x 121), every row is scored once instead of a ranker
+        pass per list."""
+        if features.shape[0] <= doc.size:
+            scores = (self.model.apply(state, features) / self.temperature)[doc]
+        else:
+            scores = self.model.apply(state, features[doc]) / self.temperature
         slots, valid, clicks = jax.vmap(lambda kk, fb, m, y: self.show(kk, fb, m, y, feed))(keys, scores, mask, label)
         coef = rank_coefficients(scores, mask, slots, valid, clicks)  # [B, k]
-        if table:
-            rows = jnp.take_along_axis(doc, slots, axis=1).reshape(-1)
-            cotangent = jnp.zeros(f.shape, f.dtype).at[rows].add(coef.reshape(-1))
-        else:
-            cotangent = jax.vmap(lambda fb, s, c: jnp.zeros(fb.shape, fb.dtype).at[s].add(c))(f, slots, coef)
-        (grad,) = pull(cotangent)
+        grad = self.gradient(state, features[jnp.take_along_axis(doc, slots, axis=1)], coef)
         return self.ascend(state, grad), slots, valid, clicks
 
 
