@@ -1,4 +1,4 @@
 """Click models fitted to logs: the models (models/, one module each), fitting, held-out click
 likelihood, sampling and saved models."""
 
-from ultr import random_cpu  # noqa: F401  (JAX's unrolled threefry lowering on CPU: the same bits, faster)
+from ultr import random_cpu  # noqa: F401  (threefry lowered unrolled on CPU: the same bits, faster)

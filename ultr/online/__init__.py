@@ -3,4 +3,4 @@ feed.py (queries' candidate lists on device, the simulated users), display.py (P
 display and its probabilities), interleaving.py (team-draft multileaving), methods/ (PDGD, DBGD,
 MGD, one module each), loop.py (the interaction loop compiled in JAX, learning curves)."""
 
-from ultr import random_cpu  # noqa: F401  (JAX's unrolled threefry lowering on CPU: the same bits, faster)
+from ultr import random_cpu  # noqa: F401  (threefry lowered unrolled on CPU: the same bits, faster)

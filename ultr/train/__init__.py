@@ -2,4 +2,4 @@
 (state, steps, build, loop, distributed, checkpoint); one method trained (method) and the runs an
 experiment trains with the choice among them (selection)."""
 
-from ultr import random_cpu  # noqa: F401  (JAX's unrolled threefry lowering on CPU: the same bits, faster)
+from ultr import random_cpu  # noqa: F401  (threefry lowered unrolled on CPU: the same bits, faster)
