@@ -15,7 +15,7 @@ sessions on each logged list of a drawn query (a run with `simulation.logging_po
 lists per query, one per policy; the truth and the estimates pool them per query). The true value of a ranker is its metric over all test queries with the
 true gains (P(click | examined) of each document's grade, scaled like the propensities) on the same
 logged lists. Propensities: the simulator's true examination, PBM-EM fitted on the training log
-(`ultr.estimation.propensity.pbm_em`), and the run's DLA curve.
+(`ultr.estimation.propensity.pbm_em`), and each curve the run learned (DLA's; REM's where RUN trained rem).
 
 Reports per propensity source, estimator and metric: Kendall's tau between the estimated and the
 true order of the seven rankers (mean and minimum over replicates), the coverage of the 95%
@@ -84,7 +84,8 @@ def ranker_scores(run: Path, features, displayed: np.ndarray, rng) -> tuple[list
 
 
 def propensity_sources(run: Path, model, features, qids, displayed) -> dict[str, np.ndarray]:
-    """Examination per position: the truth (absolute), PBM-EM and DLA (relative to position 1)."""
+    """Examination per position: the truth (absolute), PBM-EM and every curve the run learned (DLA,
+    REM, ...; relative to position 1)."""
     from ultr.simulation.simulate import SimulatedLog
 
     log = SimulatedLog(qids, displayed, np.arange(len(qids)), np.zeros(displayed.shape, np.int8), [])
@@ -92,8 +93,16 @@ def propensity_sources(run: Path, model, features, qids, displayed) -> dict[str,
     results = json.loads((run / "results.json").read_text())
     train = read_sessions(Path(results["data_dir"]))
     em = pbm_em(count_impressions(train))
-    dla = np.asarray(json.loads((run / "propensity.json").read_text())["estimated"]["dla"])
-    return {"true": truth, "pbm_em": em / em[0], "dla": dla / dla[0]}
+    learned = {m: np.asarray(c, float) for m, c in json.loads((run / "propensity.json").read_text())["estimated"].items()
+               if learns(m, results["methods"][m]) and None not in c}
+    return {"true": truth, "pbm_em": em / em[0], **{m: c / c[0] for m, c in learned.items()}}
+
+
+def learns(label: str, entry) -> bool:
+    """A curve the run learned (ips_true's is the simulator's, read, not estimated)."""
+    from ultr import methods
+
+    return methods.get((entry.get("run") or {}).get("method") or label).learns_propensity
 
 
 def query_units(qids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -4,7 +4,9 @@ the test nDCG@10 (read for this report only) of each method's kept step, paired 
     python -m pipelines.experiment -m data.root=../shared/data/mq2008 data.fold=1,2,3,4,5 seed=0,1,2 \\
         click_model.eta=1,2 validation.source=labels,clicks 'algorithm.methods=[dla]' selection.reference=null \\
         hydra.sweep.dir=SWEEP
-    python benchmarks/validation_report.py SWEEP [--method dla]
+    python benchmarks/validation_report.py SWEEP [SWEEP ...] [--method dla]
+
+Several sweep folders are read as one (labels runs in one, clicks runs in another).
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from scipy.stats import ttest_rel
 KEYS = ("click_model.eta", "data.fold", "seed", "validation.source")
 
 
-def runs(sweep: Path, method: str) -> dict[tuple[str, ...], dict]:
+def runs(sweeps: list[Path], method: str) -> dict[tuple[str, ...], dict]:
     out = {}
-    for results in sweep.glob("*/results.json"):
+    for results in (r for sweep in sweeps for r in sweep.glob("*/results.json")):
         overrides = dict(part.split("=", 1) for part in results.parent.name.split(",") if "=" in part)
         entry = json.loads(results.read_text())["methods"][method]
         out[tuple(overrides[k] for k in KEYS)] = {"ndcg": entry["test"]["ndcg@10"], "step": entry["best_step"]}
@@ -30,7 +32,7 @@ def runs(sweep: Path, method: str) -> dict[tuple[str, ...], dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("sweep", type=Path)
+    ap.add_argument("sweep", type=Path, nargs="+")
     ap.add_argument("--method", default="dla")
     a = ap.parse_args()
     found = runs(a.sweep, a.method)

@@ -102,3 +102,27 @@ def test_experiment_stops_and_selects_on_held_out_clicks_then_refits_on_all_sess
     assert dla["refit"]["sessions"] == json.loads((tmp_path / "stats.json").read_text())["sessions"]
     again = load(tmp_path, "dla").evaluate(Path(out["data_dir"]) / "features.parquet")["ndcg@10"]
     assert again == pytest.approx(dla["test"]["ndcg@10"], abs=1e-6)
+
+
+@pytest.mark.skipif(not EMBEDDED_MQ2008.exists(), reason="embedded MQ2008 Fold1 missing from data/")
+def test_rem_validation_in_one_run_is_the_two_step_recipe(tmp_path):
+    """`validation.propensity=rem` trains REM first (stopped on PBM-EM's curve) and scores the
+    held-out clicks with REM's learned curve: the same as a REM run followed by a run validated with
+    that run's curve as a file."""
+    import json
+
+    base = ["trainer=debug", "model.hidden=[16]", "simulation.sessions=20000", "validation.source=clicks",
+            "selection.reference=null", "fallback.methods=[]", "evaluation.click_sessions=0", "trainer.progress=false",
+            "trainer.tensorboard=false", "trainer.checkpoint=false"]
+    one = run_experiment(default_config([*base, "algorithm.methods=[dla]", "validation.propensity=rem"]), tmp_path / "one")
+    rem = run_experiment(default_config([*base, "algorithm.methods=[rem]"]), tmp_path / "rem")
+    two = run_experiment(default_config([*base, "algorithm.methods=[dla]", f"validation.propensity={tmp_path / 'rem'}",
+                                         "validation.propensity_key=rem"]), tmp_path / "two")
+    run = one["validation"]["propensity_run"]
+    assert run["propensity"]["estimated"] == pytest.approx(rem["methods"]["rem"]["propensity"]["estimated"])
+    assert run["best_step"] == rem["methods"]["rem"]["best_step"]
+    a, b = one["methods"]["dla"], two["methods"]["dla"]
+    assert a["vali"] == pytest.approx(b["vali"], rel=1e-6) and a["best_step"] == b["best_step"]
+    assert a["test"]["ndcg@10"] == pytest.approx(b["test"]["ndcg@10"], abs=1e-6)
+    assert "REM" in one["validation"]["source"] and "PBM-EM" in run["source"]
+    assert json.loads((tmp_path / "one" / "validation_propensity.json").read_text()) == run  # for a resume

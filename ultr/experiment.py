@@ -8,7 +8,7 @@ import json
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -39,7 +39,7 @@ from ultr.train.loop import score_lists
 from ultr.click_models.simulator import click_model_inputs
 from ultr.train.selection import RunSpec, choose, fallback_spec, run_plan, selection_candidates, stand_in
 from ultr.train.method import TrainedMethod, as_validation, needs_train_lists, train_method, with_overrides
-from ultr.train.validation import Validation, click_validation, validation_sessions
+from ultr.train.validation import ClickValidation, Validation, click_validation, validation_sessions
 from ultr.estimation.propensity import count_impressions, pbm_em
 from ultr.evaluation.propensities import read_propensities
 from ultr.workflows import etl_config, ingest, letor_splits, log_features_table, log_paths, mapped_columns, prepare_log, simulate_on
@@ -66,6 +66,7 @@ class ExperimentData:
     # Every training session, where click validation held some out and `validation.refit` trains
     # the kept number of steps again on all of them; else None.
     refit_sessions: Sessions | None = None
+    validation_run: dict[str, Any] | None = None  # the REM run whose curve click validation reads
 
 
 # Settings a resumed run may change (the console), not what it trains.
@@ -226,16 +227,45 @@ def choose_validation(cfg: Mapping[str, Any], features: FeatureTable, sessions: 
 def validation_propensity(v: Mapping[str, Any], train: Sessions, sidecar: Mapping[str, Any]) -> tuple[np.ndarray, str]:
     how = v.get("propensity", "pbm_em")
     how = "true" if how is True else str(how)  # YAML reads a bare `true` as a boolean
-    if how == "pbm_em":
+    if how in ("pbm_em", "rem"):  # rem: REM's own run stops on PBM-EM's curve (rem_validation)
         curve = pbm_em(count_impressions(train))
         return curve / curve[0], "propensities by PBM-EM on the training sessions"
     if how == "true":
         if "examination" not in sidecar:
             raise DataError("validation.propensity=true needs the simulator's propensities (a simulated log); "
-                            "use pbm_em or a propensity file")
+                            "use pbm_em, rem or a propensity file")
         return np.asarray(sidecar["examination"], float), "the simulator's true propensities"
     p = read_propensities(how, v.get("propensity_key"))
     return p.alpha, f"propensities from {p.source}"
+
+
+def rem_validation(cfg: Mapping[str, Any], data: ExperimentData, run_dir: Path, stages: Stages) -> ExperimentData:
+    """`validation.propensity=rem`: Regression-EM is trained first on the training sessions, stopped
+    on the held-out clicks scored with PBM-EM's curve, and its learned curve then scores the held-out
+    clicks for every run. With one ranking per query PBM-EM cannot tell position from document;
+    REM's relevance is a function of the features, which can (RESULTS, issue 26)."""
+    v = cfg.get("validation") or {}
+    if not isinstance(data.validation, ClickValidation) or str(v.get("propensity")) != "rem":
+        return data
+    saved = run_dir / "validation_propensity.json"
+    if cfg["trainer"].get("resume") and saved.exists():
+        record = json.loads(saved.read_text())
+        print("resumed: validation.propensity=rem had finished; its curve is reused", file=sys.stderr)
+    else:
+        spec = RunSpec("validation_rem", "rem")
+        trained = train_run(spec, cfg, data, run_dir, None, stages)
+        record = {"method": "rem", "metric": data.validation.metric, "source": data.validation.source,
+                  "best_step": trained.fit.best_step, "steps_run": trained.fit.steps_run,
+                  "vali": float(trained.fit.best_vali), "propensity": curve_entry(trained, data.true_curve)}
+        write_json(record, saved)
+    curve = np.asarray(record["propensity"]["estimated"], float)
+    validation = click_validation(data.validation.sessions, curve, v,
+                                  f"propensities by REM (trained on the training sessions, kept step {record['best_step']})")
+    print(f"validation: REM's curve {' '.join(f'{a:.3f}' for a in curve)} (kept step {record['best_step']}) "
+          "replaces PBM-EM's for every run", file=sys.stderr)
+    if warning := record["propensity"].get("warning"):
+        print(f"warning: validation.propensity=rem: {warning}", file=sys.stderr)
+    return replace(data, validation=validation, validation_run=record)
 
 
 def heldout_for(cfg: Mapping[str, Any], features: FeatureTable, names: list[str], stages: Stages) -> HeldOutClicks | None:
@@ -471,6 +501,8 @@ def write_report(cfg: Mapping[str, Any], run_dir: Path, data: ExperimentData, ru
         "data": {"sessions": s["sessions"], "impressions": s["impressions"], "clicks": s["clicks"],
                  "zero_click_sessions": s["zero_click_sessions"], "dropped_sessions": s["dropped_sessions"],
                  "position_spread": s.get("position_spread")},
+        "validation": {"metric": data.validation.metric, "source": data.validation.source,
+                       **({"propensity_run": data.validation_run} if data.validation_run else {})},
         **({"heldout_clicks": true_model_scores(data.heldout)} if data.heldout is not None else {}),
         "devices": [str(d) for d in jax.devices()],
         "data_dir": str(data.data_dir),
@@ -532,7 +564,7 @@ def run_experiment(cfg: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any
     if cfg["trainer"].get("resume"):
         check_resumable(run_dir, cfg)
     initialize_distributed(cfg.get("distributed"))
-    data = load_data(cfg, run_dir, stages, [s.method for s in plan])
+    data = rem_validation(cfg, load_data(cfg, run_dir, stages, [s.method for s in plan]), run_dir, stages)
     timing = {"data_seconds": time.perf_counter() - t_start}
     runs, trained = train_all(cfg, plan, data, run_dir, stages, timing)
     add_selection(cfg, runs, trained)

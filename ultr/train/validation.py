@@ -46,6 +46,7 @@ class ClickValidation:
     spec: MetricSpec
     metric: str  # e.g. clicks_ips_dcg@10: the name it is reported under
     source: str  # what the held-out sessions and the propensities are
+    sessions: Sessions  # the held-out sessions, to score them again with another curve
 
     @property
     def query_ids(self) -> np.ndarray:
@@ -93,4 +94,4 @@ def click_validation(held: Sessions, alpha: np.ndarray, cfg: Mapping[str, Any], 
     estimator, metric = str(cfg.get("estimator", "ips")), str(cfg.get("metric", "dcg@10"))
     (spec,) = metric_specs([metric], alpha)
     return ClickValidation(ev, gains(ev, estimator), spec, f"clicks_{estimator}_{metric}",
-                           f"{len(held)} held-out sessions on {ev.num_queries} queries, {source}")
+                           f"{len(held)} held-out sessions on {ev.num_queries} queries, {source}", held)
