@@ -105,7 +105,7 @@ def test_experiment_stops_and_selects_on_held_out_clicks_then_refits_on_all_sess
 
 
 @pytest.mark.skipif(not EMBEDDED_MQ2008.exists(), reason="embedded MQ2008 Fold1 missing from data/")
-def test_rem_validation_in_one_run_is_the_two_step_recipe(tmp_path):
+def test_rem_validation_in_one_run_is_the_two_step_recipe(tmp_path, capsys):
     """`validation.propensity=rem` trains REM first (stopped on PBM-EM's curve) and scores the
     held-out clicks with REM's learned curve: the same as a REM run followed by a run validated with
     that run's curve as a file."""
@@ -125,4 +125,10 @@ def test_rem_validation_in_one_run_is_the_two_step_recipe(tmp_path):
     assert a["vali"] == pytest.approx(b["vali"], rel=1e-6) and a["best_step"] == b["best_step"]
     assert a["test"]["ndcg@10"] == pytest.approx(b["test"]["ndcg@10"], abs=1e-6)
     assert "REM" in one["validation"]["source"] and "PBM-EM" in run["source"]
-    assert json.loads((tmp_path / "one" / "validation_propensity.json").read_text()) == run  # for a resume
+    assert json.loads((tmp_path / "one" / "validation_propensity.json").read_text()) == run
+    # A resumed run reads REM's saved curve instead of training REM again.
+    capsys.readouterr()
+    again = run_experiment(default_config([*base, "algorithm.methods=[dla]", "validation.propensity=rem", "trainer.resume=true"]),
+                           tmp_path / "one")
+    assert again["validation"] == one["validation"] and again["methods"]["dla"]["vali"] == a["vali"]
+    assert "validation.propensity=rem had finished" in capsys.readouterr().err
