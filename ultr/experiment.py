@@ -69,6 +69,9 @@ class ExperimentData:
     validation_run: dict[str, Any] | None = None  # the REM run whose curve click validation reads
 
 
+# validation.propensity values read as PBM-EM's curve at first, and those a learned curve then replaces.
+PBM_EM_CURVE, LEARNED_CURVE = frozenset({"pbm_em", "rem"}), frozenset({"rem"})
+
 # Settings a resumed run may change (the console), not what it trains.
 RESUME_FREE = ("trainer.resume", "trainer.progress")
 
@@ -227,7 +230,7 @@ def choose_validation(cfg: Mapping[str, Any], features: FeatureTable, sessions: 
 def validation_propensity(v: Mapping[str, Any], train: Sessions, sidecar: Mapping[str, Any]) -> tuple[np.ndarray, str]:
     how = v.get("propensity", "pbm_em")
     how = "true" if how is True else str(how)  # YAML reads a bare `true` as a boolean
-    if how in ("pbm_em", "rem"):  # rem: REM's own run stops on PBM-EM's curve (rem_validation)
+    if how in PBM_EM_CURVE:  # rem: REM's own run stops on PBM-EM's curve (rem_validation)
         curve = pbm_em(count_impressions(train))
         return curve / curve[0], "propensities by PBM-EM on the training sessions"
     if how == "true":
@@ -245,7 +248,7 @@ def rem_validation(cfg: Mapping[str, Any], data: ExperimentData, run_dir: Path, 
     clicks for every run. With one ranking per query PBM-EM cannot tell position from document;
     REM's relevance is a function of the features, which can (RESULTS, issue 26)."""
     v = cfg.get("validation") or {}
-    if not isinstance(data.validation, ClickValidation) or str(v.get("propensity")) != "rem":
+    if not isinstance(data.validation, ClickValidation) or str(v.get("propensity")) not in LEARNED_CURVE:
         return data
     saved = run_dir / "validation_propensity.json"
     if cfg["trainer"].get("resume") and saved.exists():
